@@ -1,0 +1,16 @@
+"""The symdisc DSL: 45 array functions, programs as text, execution and a library."""
+
+from . import library as library
+from ._execute import ProgramOptimizerState as ProgramOptimizerState
+from ._execute import execute as execute
+from ._execute import to_optax as to_optax
+from ._ops import DIVISION_EPSILON as DIVISION_EPSILON
+from ._ops import OPS as OPS
+from ._ops import Op as Op
+from ._ops import lookup as lookup
+from ._program import Program as Program
+from ._program import ProgramError as ProgramError
+from ._program import Statement as Statement
+from ._program import infer_kinds as infer_kinds
+from ._program import parse as parse
+from ._types import Kind as Kind

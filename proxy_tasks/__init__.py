@@ -1,0 +1,1 @@
+"""Proxy tasks: small models trained in jitted JAX to score candidate optimizers."""

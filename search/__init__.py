@@ -1,0 +1,1 @@
+"""Regularized evolution over DSL programs."""

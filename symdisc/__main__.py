@@ -1,0 +1,3 @@
+from symdisc.cli import main
+
+raise SystemExit(main())
