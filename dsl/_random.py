@@ -1,0 +1,125 @@
+"""Seeded generation of random, type-valid statements and programs.
+
+Shared by the property tests and by the search's mutations, so both explore the same
+space. Everything is driven by a ``numpy.random.Generator``: same seed, same output.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ._ops import OPS, Op
+from ._program import Program, ProgramError, Statement
+from ._types import Kind
+
+OP_NAMES: tuple[str, ...] = tuple(OPS)
+
+
+def scope_kinds(program: Program, position: int) -> dict[str, Kind]:
+    """The variables readable before statement ``position``, with their kinds.
+
+    Assumes ``program`` type-checks.
+    """
+    scope = {name: Kind.TREE for name in program.inputs}
+    scope["lr"] = Kind.SCALAR
+    if "step" in scope:
+        scope["step"] = Kind.SCALAR
+    for statement, kind in zip(program.statements[:position], program.kinds):
+        scope[statement.target] = kind
+    return scope
+
+
+def random_constant(rng: np.random.Generator) -> float:
+    """A fresh constant: a draw from N(0, 1), as in the paper."""
+    return float(rng.standard_normal())
+
+
+def random_arguments(
+    rng: np.random.Generator,
+    op: Op,
+    scope: dict[str, Kind],
+    constant_probability: float = 0.2,
+    max_tries: int = 20,
+) -> tuple[tuple[str | float, ...], Kind] | None:
+    """Random arguments for ``op`` drawn from ``scope`` or constants, and the result kind.
+
+    Returns None when no type-valid choice was found in ``max_tries`` draws.
+    """
+    names = list(scope)
+    for _ in range(max_tries):
+        args: list[str | float] = []
+        for _ in range(op.arity):
+            if rng.random() < constant_probability:
+                args.append(random_constant(rng))
+            else:
+                args.append(names[rng.integers(len(names))])
+        kinds = tuple(scope[a] if isinstance(a, str) else Kind.SCALAR for a in args)
+        try:
+            return tuple(args), op.result_kind(kinds)
+        except TypeError:
+            continue
+    return None
+
+
+def random_statement(
+    rng: np.random.Generator,
+    scope: dict[str, Kind],
+    targets: Sequence[str],
+    op_names: Sequence[str] = OP_NAMES,
+    constant_probability: float = 0.2,
+) -> tuple[Statement, Kind]:
+    """A random type-valid statement assigning one of ``targets``, and its result kind.
+
+    Args:
+      rng: the random source.
+      scope: readable variables and their kinds.
+      targets: the names the statement may assign (chosen uniformly).
+      op_names: the functions to choose from (uniformly).
+      constant_probability: chance that each argument is a fresh constant.
+    """
+    while True:
+        op = OPS[op_names[rng.integers(len(op_names))]]
+        drawn = random_arguments(rng, op, scope, constant_probability)
+        if drawn is not None:
+            args, kind = drawn
+            target = targets[rng.integers(len(targets))]
+            return Statement(target, op.name, args), kind
+
+
+def random_program(
+    rng: np.random.Generator,
+    length: int,
+    state_slots: int = 2,
+    op_names: Sequence[str] = OP_NAMES,
+    constant_probability: float = 0.2,
+    max_tries: int = 1000,
+) -> Program:
+    """A random program of ``length`` statements that type-checks.
+
+    Targets are fresh temporaries, the state slots or ``update``; the last statement
+    assigns ``update``. Draws until the whole program is valid.
+
+    Raises:
+      RuntimeError: if no valid program was drawn in ``max_tries`` attempts.
+    """
+    if length < 1:
+        raise ValueError("a random program needs at least one statement (the update)")
+    state = ("m", "v", "s", "r")[:state_slots]
+    for _ in range(max_tries):
+        scope = {"w": Kind.TREE, "g": Kind.TREE, "lr": Kind.SCALAR, **{s: Kind.TREE for s in state}}
+        statements = []
+        for index in range(length):
+            last = index == length - 1
+            targets = ["update"] if last else [f"t{index}", "update", *state]
+            statement, kind = random_statement(rng, scope, targets, op_names, constant_probability)
+            scope[statement.target] = kind
+            statements.append(statement)
+        program = Program(state, tuple(statements))
+        try:
+            program.kinds
+        except ProgramError:
+            continue
+        return program
+    raise RuntimeError(f"no valid program of length {length} in {max_tries} draws")
