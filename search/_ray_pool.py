@@ -1,0 +1,273 @@
+"""The Ray backend of ``Evaluator``: long-lived actors, each holding its compiled proxy tasks.
+
+Every actor (``ProxyWorker``) builds its proxy task once and keeps it, so whatever the task
+caches (data on device, jitted model functions) is paid for once per worker, not once per
+candidate. Programs travel as text and come back as ``Result`` dataclasses.
+
+The driver keeps at most ``max_in_flight_per_worker`` calls queued on each actor (two by
+default: while an actor trains one candidate the next one is already waiting there, so
+it never idles on a round trip) and collects them with ``ray.wait``.
+
+A worker that dies (killed, out of memory, crashed) is replaced by a fresh actor and its
+jobs are re-queued, so the caller still gets exactly one ``Completed`` per job. A
+candidate that fails (NaN, divergence, an exception in training) is an ordinary failed
+``Result``, made inside the worker by ``evaluate_safely`` exactly as in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from dsl import Program, parse
+
+from ._evaluator import Completed, evaluate_safely, get_task
+
+# One compute thread per JAX process: each actor owns one CPU (``num_cpus=1``), and XLA's
+# default thread pool would otherwise make the workers fight over every core.
+# scripts/bench_search.py --compare-env measures this against the default environment.
+SINGLE_THREAD_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+
+
+@ray.remote
+class ProxyWorker:
+    """A Ray actor that trains candidates on proxy tasks it builds once and keeps.
+
+    Args:
+      task_name: the main proxy task, built at construction.
+    """
+
+    def __init__(self, task_name: str):
+        self._main_task = task_name
+        self._tasks = {task_name: get_task(task_name)}
+
+    def ready(self) -> int:
+        """The worker's process id, once its main task is built."""
+        return os.getpid()
+
+    def evaluate(self, program_text: str, seed: int, task_name: str | None = None):
+        """Train ``program_text`` with ``seed`` on ``task_name`` (None: the main task)."""
+        name = task_name or self._main_task
+        if name not in self._tasks:
+            self._tasks[name] = get_task(name)
+        return evaluate_safely(self._tasks[name], parse(program_text), seed)
+
+
+@dataclass
+class _Job:
+    job_id: int
+    program_text: str
+    seed: int
+    task_name: str | None
+
+
+@dataclass
+class _Slot:
+    """One worker position: its current actor and the jobs queued on it."""
+
+    index: int
+    actor: Any
+    generation: int = 0
+    in_flight: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"ray-{self.index}" if self.generation == 0 else f"ray-{self.index}.{self.generation}"
+
+
+class WorkerPoolError(RuntimeError):
+    """The Ray workers cannot run: a task cannot be built, or workers keep dying."""
+
+
+class RayEvaluator:
+    """Evaluates candidates on a pool of Ray actors (see the module docstring).
+
+    Args:
+      task_name: the main proxy task (``proxy_tasks.get(task_name)``), built by every actor.
+      num_workers: number of actors; default: the CPUs Ray reports available (divided by
+        ``num_gpus`` GPUs per actor when that is set).
+      address: a running Ray cluster to join (``ray.init(address=...)``); None starts a
+        local instance sized to this machine unless Ray is already initialized.
+      max_in_flight_per_worker: calls queued on each actor at once; ``capacity`` is
+        ``num_workers * max_in_flight_per_worker``.
+      num_gpus: GPUs per actor (0: CPU only). The device is configuration, not code.
+      env_vars: environment of the worker processes; default ``SINGLE_THREAD_ENV``.
+      max_consecutive_deaths: give up (``WorkerPoolError``) after this many worker deaths
+        with no job completed in between; default ``3 * num_workers``.
+
+    Raises:
+      WorkerPoolError: if a worker cannot build ``task_name``.
+    """
+
+    def __init__(
+        self,
+        task_name: str,
+        num_workers: int | None = None,
+        address: str | None = None,
+        max_in_flight_per_worker: int = 2,
+        num_gpus: float = 0,
+        env_vars: dict[str, str] | None = None,
+        max_consecutive_deaths: int | None = None,
+    ):
+        if max_in_flight_per_worker < 1:
+            raise ValueError(f"max_in_flight_per_worker must be >= 1, got {max_in_flight_per_worker}")
+        if num_workers is not None and num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {num_workers}")
+        self.task_name = task_name
+        self._started_ray = False
+        if not ray.is_initialized():
+            self._start_ray(address)
+        self.num_workers = num_workers or _default_num_workers(num_gpus)
+        self.capacity = self.num_workers * max_in_flight_per_worker
+        self._depth = max_in_flight_per_worker
+        self._actor_options = {
+            "num_cpus": 1,
+            "num_gpus": num_gpus,
+            "runtime_env": {"env_vars": dict(SINGLE_THREAD_ENV if env_vars is None else env_vars)},
+        }
+        self._max_deaths = max_consecutive_deaths or 3 * self.num_workers
+        self._deaths_since_success = 0
+        self.deaths = 0
+        self._queue: deque[_Job] = deque()
+        self._in_flight: dict[ray.ObjectRef, tuple[_Job, _Slot, Any]] = {}
+        self._slots = [_Slot(i, self._new_actor()) for i in range(self.num_workers)]
+        self._closed = False
+        self._wait_until_ready()
+
+    # -- setup ---------------------------------------------------------------------------
+
+    def _start_ray(self, address: str | None) -> None:
+        if address is not None:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+            )
+        self._started_ray = True
+
+    def _new_actor(self):
+        return ProxyWorker.options(**self._actor_options).remote(self.task_name)
+
+    def _wait_until_ready(self) -> None:
+        try:
+            ray.get([slot.actor.ready.remote() for slot in self._slots])
+        except RayActorError as error:
+            self.close()
+            raise WorkerPoolError(
+                f"a Ray worker could not build proxy task {self.task_name!r}: {error}"
+            ) from None
+
+    @property
+    def actors(self) -> list:
+        """The current actor of each worker slot (for inspection and fault-injection tests)."""
+        return [slot.actor for slot in self._slots]
+
+    # -- Evaluator -----------------------------------------------------------------------
+
+    def submit(self, job_id: int, program: Program, seed: int, task_name: str | None = None) -> None:
+        """Queue ``program`` for training with ``seed`` on ``task_name`` (None: main task)."""
+        if self._closed:
+            raise RuntimeError("RayEvaluator.submit after close()")
+        self._queue.append(_Job(job_id, program.to_text(), seed, task_name))
+        self._dispatch()
+
+    def wait(self) -> list[Completed]:
+        """Block until at least one job is done; return every newly done job ([] if none is left)."""
+        while True:
+            self._dispatch()
+            if not self._in_flight:
+                return []
+            refs = list(self._in_flight)
+            ready, _ = ray.wait(refs, num_returns=1)
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # everything done by now
+            done = []
+            for ref in ready:
+                job, slot, actor = self._in_flight.pop(ref)
+                if slot.actor is actor:
+                    slot.in_flight -= 1
+                try:
+                    result = ray.get(ref)
+                except RayActorError as error:
+                    self._replace(slot, actor, error)
+                    self._queue.appendleft(job)
+                    continue
+                done.append(Completed(job.job_id, result, slot.name))
+            if done:
+                self._deaths_since_success = 0
+                return done
+
+    def close(self) -> None:
+        """Kill the actors; shut Ray down if this evaluator started it. Harmless twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for slot in getattr(self, "_slots", []):
+            _kill(slot.actor)
+        self._queue.clear()
+        self._in_flight.clear()
+        if self._started_ray:
+            ray.shutdown()
+
+    def __enter__(self) -> RayEvaluator:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Move queued jobs onto the least busy actors, at most ``_depth`` per actor."""
+        while self._queue:
+            slot = min(self._slots, key=lambda s: s.in_flight)
+            if slot.in_flight >= self._depth:
+                return
+            job = self._queue.popleft()
+            ref = slot.actor.evaluate.remote(job.program_text, job.seed, job.task_name)
+            self._in_flight[ref] = (job, slot, slot.actor)
+            slot.in_flight += 1
+
+    def _replace(self, slot: _Slot, dead_actor, error: Exception) -> None:
+        """Give ``slot`` a fresh actor, once per death (its other jobs fail the same way)."""
+        if slot.actor is not dead_actor:
+            return
+        self.deaths += 1
+        self._deaths_since_success += 1
+        if self._deaths_since_success > self._max_deaths:
+            raise WorkerPoolError(
+                f"{self._deaths_since_success} Ray workers died with no job completed in between; "
+                f"last error: {error}"
+            )
+        _kill(dead_actor)
+        # Jobs still queued on the dead actor will fail too and be re-queued then.
+        slot.actor = self._new_actor()
+        slot.generation += 1
+        slot.in_flight = 0
+
+
+def _default_num_workers(num_gpus: float) -> int:
+    available = ray.available_resources()
+    workers = int(available.get("CPU", 1))
+    if num_gpus:
+        gpus = available.get("GPU", 0)
+        if gpus < num_gpus:
+            raise WorkerPoolError(f"num_gpus={num_gpus} per worker, but the Ray cluster has {gpus} GPUs free")
+        workers = min(workers, int(gpus / num_gpus))
+    return max(1, workers)
+
+
+def _kill(actor) -> None:
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:  # already dead or Ray already down: nothing left to release
+        pass
