@@ -1,0 +1,429 @@
+"""A DSL program as data: encoded into integer arrays and run by one compiled interpreter.
+
+Compiling a JAX training loop costs about a second; running it costs tens of
+milliseconds. So a candidate program does not become traced code: it is encoded
+into small arrays (opcodes, register numbers, constants) that a single compiled
+interpreter reads, and every program of a size bucket runs through the same
+executable.
+
+Representation. The parameters are flattened into one float32 vector of length N
+(``jax.flatten_util.ravel_pytree`` order, which is the tree-flatten order that
+``dsl.execute`` uses). Every DSL value is a length-N vector:
+
+* a TREE value is the vector itself;
+* a PER_ARRAY value (what ``norm`` returns) is constant within each parameter
+  array's segment;
+* a SCALAR value is constant everywhere.
+
+Elementwise functions then apply to the vectors as they are (``op.kernel(jnp)``).
+The reductions depend on the argument kinds, which are known when encoding
+(``program.kinds``), so the encoder picks a *mode* per argument: a sum over a TREE
+adds every element, a sum over a PER_ARRAY value adds each segment once (only the
+segment's first element is kept). This reproduces ``dsl.execute`` exactly, up to
+float32 summation order.
+
+Registers. Values live in a register file ``[8 + temps, N]``: 0 ``w``, 1 ``g``,
+2-5 the state slots, 6 ``lr``, 7 ``step``, then temporaries. The final value of
+each state slot is written to the slot's register, so the state carries over to
+the next step with no copy. Temporaries are allocated by liveness, so a register
+is reused as soon as its value is dead. A constant argument is not a register:
+each argument slot has an ``is_constant`` flag and a float.
+
+Dispatch. ``lax.fori_loop`` over the program's statements (its trip count is
+data, so padding costs nothing) and ``lax.switch`` over the ops.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from dsl import OPS, DIVISION_EPSILON, Kind, Program, ProgramError
+
+REGISTER_W = 0
+REGISTER_G = 1
+REGISTER_STATE = 2  # up to 4 state slots: registers 2..5
+REGISTER_LR = 6
+REGISTER_STEP = 7
+FIXED_REGISTERS = 8
+
+BUCKETS: tuple[tuple[int, int], ...] = ((32, 16), (128, 64), (512, 256))
+"""(maximum statements, temporary registers) of each compiled size, smallest first.
+
+The statement count only sizes the small encoding arrays (the loop runs the
+program's own length); the temporaries size the register file.
+"""
+
+# Branch order of the interpreter's lax.switch: every op of the registry, by name.
+OP_NAMES: tuple[str, ...] = tuple(OPS)
+OPCODE = {name: index for index, name in enumerate(OP_NAMES)}
+
+MODE_FULL = 0  # a sum over a TREE value: every element
+MODE_PER_ARRAY = 1  # a sum over a PER_ARRAY value: each segment's first element
+
+
+# ----------------------------------------------------------------------------- pruning
+
+
+def prune(program: Program) -> Program:
+    """Drop the statements whose result never reaches the update or a state slot.
+
+    A backward liveness pass; uses ``dsl.prune`` when the DSL provides it.
+    """
+    import dsl
+
+    if hasattr(dsl, "prune"):
+        return dsl.prune(program)
+    live = set(program.outputs)
+    kept = []
+    for statement in reversed(program.statements):
+        if statement.target in live:
+            kept.append(statement)
+            live.discard(statement.target)
+            live.update(statement.variables())
+    if len(kept) == len(program.statements):
+        return program
+    return program.replace_statements(reversed(kept))
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+@dataclass(frozen=True)
+class EncodedProgram:
+    """A program as arrays for the interpreter (numpy, host side).
+
+    Attributes:
+      opcode: ``[L]`` int32, index into ``OP_NAMES``.
+      arg_register: ``[L, 3]`` int32, the register each argument reads (0 if unused).
+      arg_is_constant: ``[L, 3]`` bool, the argument is the float in ``arg_constant``.
+      arg_constant: ``[L, 3]`` float32.
+      mode: ``[L, 3]`` int32, reduction modes (see ``_reduction_modes``).
+      target: ``[L]`` int32, the register the result goes to.
+      length: number of statements to run (the rest is padding).
+      update_register: the register holding the update at the end of a step.
+      num_state: number of state slots.
+      bucket: (maximum statements, temporaries) of the compiled interpreter to use.
+      program: the pruned program that was encoded.
+    """
+
+    opcode: np.ndarray
+    arg_register: np.ndarray
+    arg_is_constant: np.ndarray
+    arg_constant: np.ndarray
+    mode: np.ndarray
+    target: np.ndarray
+    length: int
+    update_register: int
+    num_state: int
+    bucket: tuple[int, int]
+    program: Program
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The data the compiled interpreter reads (fixed shapes per bucket)."""
+        return {
+            "opcode": self.opcode,
+            "arg_register": self.arg_register,
+            "arg_is_constant": self.arg_is_constant,
+            "arg_constant": self.arg_constant,
+            "mode": self.mode,
+            "target": self.target,
+            "length": np.int32(self.length),
+            "update_register": np.int32(self.update_register),
+        }
+
+
+def _reduction_modes(op: str, arg_kinds: tuple[Kind, ...]) -> tuple[int, int, int]:
+    """Per-statement modes: which sums count each segment once instead of every element.
+
+    ``norm``/``global_norm``/``clip``: mode 0 is the kind of x. ``dot``: mode 0 is
+    per-array only when both arguments are (a TREE times a PER_ARRAY value is a TREE).
+    ``cosine_sim``: mode 0 for the dot, modes 1 and 2 for the two norms.
+    """
+
+    def per_array(*kinds: Kind) -> int:
+        return MODE_PER_ARRAY if all(k is Kind.PER_ARRAY for k in kinds) else MODE_FULL
+
+    if op in ("norm", "global_norm", "clip"):
+        return per_array(arg_kinds[0]), 0, 0
+    if op == "dot":
+        return per_array(*arg_kinds), 0, 0
+    if op == "cosine_sim":
+        return per_array(*arg_kinds), per_array(arg_kinds[0]), per_array(arg_kinds[1])
+    return 0, 0, 0
+
+
+def encode(program: Program, buckets: tuple[tuple[int, int], ...] = BUCKETS) -> EncodedProgram:
+    """Prune, type-check and encode ``program`` for the interpreter.
+
+    Raises:
+      ProgramError: if the program does not type-check or needs more statements or
+        registers than the largest bucket.
+    """
+    program.kinds  # type-check the original, so errors name its lines
+    program = prune(program)
+    kinds_of_results = program.kinds
+    statements = program.statements
+
+    # Liveness of each SSA value: a value is statement i's result; inputs are -1 - k.
+    fixed = {"w": REGISTER_W, "g": REGISTER_G, "lr": REGISTER_LR, "step": REGISTER_STEP}
+    fixed.update({name: REGISTER_STATE + k for k, name in enumerate(program.state)})
+    current_value: dict[str, int] = {name: -1 - reg for name, reg in fixed.items()}
+    last_use: dict[int, int] = {}
+    arg_values: list[list[int | None]] = []
+    for index, statement in enumerate(statements):
+        values = []
+        for arg in statement.args:
+            if isinstance(arg, str):
+                value = current_value[arg]
+                last_use[value] = index
+                values.append(value)
+            else:
+                values.append(None)
+        arg_values.append(values)
+        current_value[statement.target] = index
+    end = len(statements)
+    for name in program.outputs:
+        last_use[current_value[name]] = end
+    final_state_def = {current_value[name]: fixed[name] for name in program.state if current_value[name] >= 0}
+
+    # Register allocation: fixed registers for inputs and final state values, a free list for the rest.
+    register_of: dict[int, int] = {-1 - reg: reg for reg in fixed.values()}
+    free: list[int] = []
+    next_temp = FIXED_REGISTERS
+    peak_temps = 0
+    targets: list[int] = []
+    for index in range(len(statements)):
+        for value in set(v for v in arg_values[index] if v is not None):
+            if last_use.get(value) == index and register_of[value] >= FIXED_REGISTERS:
+                free.append(register_of[value])
+        if index in final_state_def:
+            register = final_state_def[index]
+        elif free:
+            free.sort()
+            register = free.pop(0)
+        else:
+            register = next_temp
+            next_temp += 1
+        peak_temps = max(peak_temps, next_temp - FIXED_REGISTERS)
+        register_of[index] = register
+        targets.append(register)
+        if index not in last_use and register >= FIXED_REGISTERS:
+            free.append(register)  # dead result (cannot happen after pruning, but harmless)
+
+    bucket = next(((n, t) for n, t in buckets if len(statements) <= n and peak_temps <= t), None)
+    if bucket is None:
+        largest = buckets[-1]
+        raise ProgramError(
+            f"program needs {len(statements)} statements and {peak_temps} temporary registers after "
+            f"pruning; the interpreter's largest size holds {largest[0]} and {largest[1]}"
+        )
+    max_statements = bucket[0]
+
+    opcode = np.zeros(max_statements, np.int32)
+    arg_register = np.zeros((max_statements, 3), np.int32)
+    arg_is_constant = np.zeros((max_statements, 3), bool)
+    arg_constant = np.zeros((max_statements, 3), np.float32)
+    mode = np.zeros((max_statements, 3), np.int32)
+    target = np.zeros(max_statements, np.int32)
+    kinds = {name: Kind.TREE for name in program.inputs}
+    kinds["lr"] = kinds["step"] = Kind.SCALAR
+    for index, statement in enumerate(statements):
+        opcode[index] = OPCODE[statement.op]
+        for slot, (arg, value) in enumerate(zip(statement.args, arg_values[index])):
+            if value is None:
+                arg_is_constant[index, slot] = True
+                arg_constant[index, slot] = arg
+            else:
+                arg_register[index, slot] = register_of[value]
+        arg_kinds = tuple(kinds[a] if isinstance(a, str) else Kind.SCALAR for a in statement.args)
+        mode[index] = _reduction_modes(statement.op, arg_kinds)
+        target[index] = targets[index]
+        kinds[statement.target] = kinds_of_results[index]
+    return EncodedProgram(
+        opcode=opcode,
+        arg_register=arg_register,
+        arg_is_constant=arg_is_constant,
+        arg_constant=arg_constant,
+        mode=mode,
+        target=target,
+        length=len(statements),
+        update_register=register_of[current_value[program.update]],
+        num_state=len(program.state),
+        bucket=bucket,
+        program=program,
+    )
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the flat parameter vector splits into arrays (static, per model)."""
+
+    sizes: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def starts(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in np.cumsum((0,) + self.sizes[:-1]))
+
+    def keep_masks(self) -> np.ndarray:
+        """``[2, N]`` bool: row MODE_FULL keeps every element, row MODE_PER_ARRAY each segment's first."""
+        masks = np.zeros((2, self.size), bool)
+        masks[MODE_FULL] = True
+        masks[MODE_PER_ARRAY, list(self.starts)] = True
+        return masks
+
+    def segment_sums(self, x: jax.Array) -> jax.Array:
+        """``[num_arrays]``: the sum of each segment (static slices)."""
+        return jnp.stack([jnp.sum(x[start : start + size]) for start, size in zip(self.starts, self.sizes)])
+
+    def spread(self, per_segment: jax.Array) -> jax.Array:
+        """``[N]``: each segment's value repeated over the segment."""
+        return jnp.repeat(per_segment, np.asarray(self.sizes), total_repeat_length=self.size)
+
+
+def layout_of(params) -> Layout:
+    """The layout of a params pytree (tree-flatten order, as ``dsl.execute`` uses)."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return Layout(tuple(int(math.prod(np.shape(leaf))) for leaf in leaves))
+
+
+# ----------------------------------------------------------------------------- interpreter
+
+
+def _branches(layout: Layout, masks: jax.Array) -> list[Callable]:
+    """One function ``(x, y, z, modes) -> [N]`` per op, in ``OP_NAMES`` order."""
+    n = layout.size
+
+    def kept(v, mode):
+        return jnp.where(masks[mode], v, 0.0)
+
+    def global_norm(x, mode):
+        return jnp.sqrt(jnp.sum(kept(x * x, mode)))
+
+    def dot(x, y, mode):
+        return jnp.sum(kept(x * y, mode))
+
+    def norm(x, y, z, modes):
+        return layout.spread(jnp.sqrt(layout.segment_sums(kept(x * x, modes[0]))))
+
+    def global_norm_branch(x, y, z, modes):
+        return jnp.full(n, global_norm(x, modes[0]))
+
+    def dot_branch(x, y, z, modes):
+        return jnp.full(n, dot(x, y, modes[0]))
+
+    def cosine_sim(x, y, z, modes):
+        denominator = global_norm(x, modes[1]) * global_norm(y, modes[2]) + DIVISION_EPSILON
+        return jnp.full(n, dot(x, y, modes[0]) / denominator)
+
+    def clip(x, c, z, modes):
+        factor = jnp.minimum(1.0, c / (global_norm(x, modes[0]) + DIVISION_EPSILON))
+        return x * factor
+
+    special = {
+        "norm": norm,
+        "global_norm": global_norm_branch,
+        "dot": dot_branch,
+        "cosine_sim": cosine_sim,
+        "clip": clip,
+    }
+
+    def lift(op):
+        kernel = op.kernel(jnp)
+        if op.arity == 0:
+            return lambda x, y, z, modes: jnp.broadcast_to(kernel(), (n,))
+        if op.arity == 1:
+            return lambda x, y, z, modes: kernel(x)
+        if op.arity == 2:
+            return lambda x, y, z, modes: kernel(x, y)
+        return lambda x, y, z, modes: kernel(x, y, z)
+
+    branches = []
+    for name in OP_NAMES:
+        op = OPS[name]
+        if name in special:
+            branches.append(special[name])
+        elif op.kind in ("elementwise", "constant"):
+            branches.append(lift(op))
+        else:
+            raise AssertionError(f"the interpreter has no branch for {op.kind} op {name!r}")
+    return branches
+
+
+def make_program_step(layout: Layout) -> Callable:
+    """The interpreter for one parameter layout.
+
+    Returns:
+      ``step(code, registers, w, g, lr, step) -> (update, registers)``, traceable.
+      ``code`` is ``EncodedProgram.arrays()`` (as jax arrays); ``registers`` is the
+      ``[8 + temps, N]`` register file carried from the previous step (its state
+      registers hold the state); ``w``, ``g`` are ``[N]``, ``lr``, ``step`` scalars.
+    """
+    masks_np = layout.keep_masks()
+    n = layout.size
+
+    def program_step(code, registers, w, g, lr, step):
+        masks = jnp.asarray(masks_np)
+        branches = _branches(layout, masks)
+        registers = registers.at[REGISTER_W].set(w).at[REGISTER_G].set(g)
+        registers = registers.at[REGISTER_LR].set(jnp.full(n, lr, jnp.float32))
+        registers = registers.at[REGISTER_STEP].set(jnp.full(n, step, jnp.float32))
+
+        def run_statement(i, registers):
+            args = []
+            for slot in range(3):
+                value = lax.dynamic_index_in_dim(registers, code["arg_register"][i, slot], keepdims=False)
+                args.append(jnp.where(code["arg_is_constant"][i, slot], code["arg_constant"][i, slot], value))
+            result = lax.switch(code["opcode"][i], branches, *args, code["mode"][i])
+            return lax.dynamic_update_index_in_dim(registers, result, code["target"][i], 0)
+
+        registers = lax.fori_loop(0, code["length"], run_statement, registers)
+        update = lax.dynamic_index_in_dim(registers, code["update_register"], keepdims=False)
+        return update, registers
+
+    return program_step
+
+
+def initial_registers(bucket: tuple[int, int], layout: Layout) -> jax.Array:
+    """The register file at the first step: zeros (so every state slot starts at zero)."""
+    return jnp.zeros((FIXED_REGISTERS + bucket[1], layout.size), jnp.float32)
+
+
+def execute(program: Program, w, g, state, lr, step=1):
+    """One step of ``program`` through the interpreter, with ``dsl.execute``'s signature.
+
+    Meant for checking the interpreter against ``dsl.execute``; training uses
+    ``make_program_step`` inside a compiled loop instead.
+
+    Returns:
+      ``(update, new_state)`` as pytrees shaped like ``w``.
+    """
+    from jax.flatten_util import ravel_pytree
+
+    encoded = encode(program)
+    if len(state) != encoded.num_state:
+        raise ValueError(f"program has {encoded.num_state} state slot(s), got {len(state)} state trees")
+    flat_w, unravel = ravel_pytree(w)
+    layout = layout_of(w)
+    registers = initial_registers(encoded.bucket, layout)
+    for k, slot in enumerate(state):
+        registers = registers.at[REGISTER_STATE + k].set(ravel_pytree(slot)[0])
+    code = {key: jnp.asarray(value) for key, value in encoded.arrays().items()}
+    update, registers = make_program_step(layout)(
+        code, registers, flat_w, ravel_pytree(g)[0], jnp.float32(lr), jnp.float32(step)
+    )
+    new_state = tuple(unravel(registers[REGISTER_STATE + k]) for k in range(encoded.num_state))
+    return unravel(update), new_state
