@@ -163,9 +163,10 @@ class RayEvaluator:
             ray.get([slot.actor.ready.remote() for slot in self._slots])
         except RayActorError as error:
             self.close()
+            reason = str(error).strip().splitlines()[-1]  # the worker's exception, after its traceback
             raise WorkerPoolError(
-                f"a Ray worker could not build proxy task {self.task_name!r}: {error}"
-            ) from None
+                f"a Ray worker could not build proxy task {self.task_name!r}: {reason}"
+            ) from error
 
     @property
     def actors(self) -> list:
