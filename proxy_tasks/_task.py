@@ -8,6 +8,7 @@ A model family (MLP, ViT, char-LM) provides a ``Model``; a data loader provides 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -122,3 +123,221 @@ class Result:
 
 
 WORST_FITNESS = float("-inf")
+
+
+# ----------------------------------------------------------------------------- training
+
+FAILURE_NONE = 0
+FAILURE_NON_FINITE_LOSS = 1
+FAILURE_DIVERGED = 2
+FAILURE_NON_FINITE_PARAMS = 3
+FAILURE_NON_FINITE_METRIC = 4
+
+TRAIN_LOSS_TAIL = 0.1
+"""``Result.train_loss`` averages the minibatch losses of this final fraction of the steps."""
+
+
+class Task:
+    """A proxy task: train ``model`` on ``dataset`` for ``config.steps`` steps with a program.
+
+    The training loop is compiled once per interpreter size bucket (see
+    ``_interpreter.BUCKETS``) and then runs any program of that size: the program is
+    data. ``trace_count`` counts how many times the loop was traced (compiled).
+
+    Every run: params from ``model.init(key)`` and minibatches of ``batch_size``
+    indices drawn with replacement from the training set, both from
+    ``jax.random.key(seed)``; the program is called once per step with
+    ``lr = schedule(count)`` and ``step = count + 1`` (as ``dsl.to_optax``); the
+    update is subtracted from the params. Divergence is checked before each update:
+    once the minibatch loss is non-finite or above ``divergence_factor`` times the
+    loss of the first step, the loop stops (the params keep their last value) and
+    the run is a failure with the worst fitness.
+    """
+
+    def __init__(self, config: TaskConfig, model: Model, dataset: Dataset):
+        from ._schedules import make_schedule
+
+        self.config = config
+        self.model = model
+        self.dataset = dataset
+        self.schedule = make_schedule(config.schedule, config.steps)
+        self.trace_count = 0
+        shapes = jax.eval_shape(model.init, jax.random.key(0))
+        from ._interpreter import layout_of
+
+        self.layout = layout_of(shapes)
+        self._data = tuple(jax.numpy.asarray(a) for a in (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val))
+        self._interpreted = jax.jit(self._interpreted_run, static_argnums=2)
+        self._direct_cache: dict[int, Callable] = {}
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def __repr__(self) -> str:
+        return f"Task({self.config.name!r}, {self.layout.size} params, {self.config.steps} steps)"
+
+    # ------------------------------------------------------------------ public
+
+    def evaluate(self, program, seed: int = 0) -> Result:
+        """Train with ``program`` (a ``dsl.Program`` or its text) and score it.
+
+        Never raises for a bad candidate: an invalid program, NaN/inf or divergence
+        gives ``fitness = -inf`` and the reason in ``failure``.
+        """
+        return self.train(program, seed)[0]
+
+    def evaluate_seeds(self, program, seeds) -> list[Result]:
+        """``evaluate`` for each seed (one after another, the program encoded once)."""
+        return [self.evaluate(program, seed) for seed in seeds]
+
+    def train(self, program, seed: int = 0) -> tuple[Result, Any]:
+        """Like ``evaluate``, and also return the trained params pytree (None if invalid)."""
+        import dsl
+
+        from ._interpreter import encode
+
+        start = time.perf_counter()
+        try:
+            if isinstance(program, str):
+                program = dsl.parse(program)
+            encoded = encode(program)
+        except dsl.ProgramError as error:
+            reason = f"invalid program: {error}"
+            return Result(WORST_FITNESS, float("nan"), float("nan"), 0, reason, time.perf_counter() - start), None
+        code = {key: jax.numpy.asarray(value) for key, value in encoded.arrays().items()}
+        outputs = self._interpreted(code, np.int32(seed), encoded.bucket[1], *self._data)
+        return self._result(outputs, start)
+
+    def train_optax(self, optimizer, seed: int = 0) -> tuple[Result, Any]:
+        """The same loop with an ``optax.GradientTransformation`` written directly.
+
+        The reference for the interpreter: the optimizer's ``update`` receives the
+        gradient pytree, its state and the params, and its (negated-update) output is
+        added to the params, in the same loop with the same data, divergence checks
+        and schedule. The optimizer must read the schedule itself (it is not passed).
+        Compiled once per optimizer object.
+        """
+        start = time.perf_counter()
+        run = self._direct_cache.get(id(optimizer))
+        if run is None:
+            run = jax.jit(lambda seed, *data: self._direct_run(optimizer, seed, *data))
+            self._direct_cache[id(optimizer)] = run
+        outputs = run(np.int32(seed), *self._data)
+        return self._result(outputs, start)
+
+    # ------------------------------------------------------------------ loops
+
+    def _interpreted_run(self, code, seed, temporaries, x_train, y_train, x_val, y_val):
+        from jax.flatten_util import ravel_pytree
+
+        from ._interpreter import initial_registers, make_program_step
+
+        self.trace_count += 1
+        init_key, _ = jax.random.split(jax.random.key(seed))
+        flat_w, unravel = ravel_pytree(self.model.init(init_key))
+        program_step = make_program_step(self.layout)
+
+        def loss_fn(w, x, y):
+            return self.model.loss(unravel(w), x, y)
+
+        def apply(w, g, registers, lr, step):
+            update, registers = program_step(code, registers, w, g, lr, step)
+            return w - update, registers
+
+        registers = initial_registers((0, temporaries), self.layout)
+        return self._loop(flat_w, registers, loss_fn, apply, unravel, seed, x_train, y_train, x_val, y_val)
+
+    def _direct_run(self, optimizer, seed, x_train, y_train, x_val, y_val):
+        import optax
+
+        init_key, _ = jax.random.split(jax.random.key(seed))
+        params = self.model.init(init_key)
+
+        def apply(w, g, opt_state, lr, step):
+            updates, opt_state = optimizer.update(g, opt_state, w)
+            return optax.apply_updates(w, updates), opt_state
+
+        return self._loop(
+            params, optimizer.init(params), self.model.loss, apply, lambda w: w, seed, x_train, y_train, x_val, y_val
+        )
+
+    def _loop(self, w, opt_state, loss_fn, apply, to_params, seed, x_train, y_train, x_val, y_val):
+        """The shared training loop; ``w`` is flat (interpreter) or a pytree (optax)."""
+        jnp = jax.numpy
+        tree_map = jax.tree_util.tree_map
+        steps = self.config.steps
+        tail_start = steps - max(1, round(TRAIN_LOSS_TAIL * steps))
+        _, data_key = jax.random.split(jax.random.key(seed))
+        batches = jax.random.randint(data_key, (steps, self.config.batch_size), 0, x_train.shape[0])
+        value_and_grad = jax.value_and_grad(loss_fn)
+        factor = jnp.float32(self.config.divergence_factor)
+
+        def cond(carry):
+            return carry["alive"] & (carry["t"] < steps)
+
+        def body(carry):
+            t = carry["t"]
+            index = batches[t]
+            loss, g = value_and_grad(carry["w"], x_train[index], y_train[index])
+            limit = jnp.where(t == 0, factor * loss, carry["limit"])
+            finite = jnp.isfinite(loss)
+            ok = finite & (loss <= limit)
+            w_new, opt_state = apply(carry["w"], g, carry["opt_state"], self.schedule(t), (t + 1).astype(jnp.float32))
+            code = jnp.where(finite, FAILURE_DIVERGED, FAILURE_NON_FINITE_LOSS)
+            return {
+                "t": jnp.where(ok, t + 1, t),
+                "w": tree_map(lambda new, old: jnp.where(ok, new, old), w_new, carry["w"]),
+                "opt_state": opt_state,
+                "alive": ok,
+                "limit": limit,
+                "loss": loss,
+                "failure": jnp.where(ok, FAILURE_NONE, code).astype(jnp.int32),
+                "tail_sum": carry["tail_sum"] + jnp.where(ok & (t >= tail_start), loss, 0.0),
+            }
+
+        carry = {
+            "t": jnp.int32(0),
+            "w": w,
+            "opt_state": opt_state,
+            "alive": jnp.bool_(True),
+            "limit": jnp.float32(jnp.inf),
+            "loss": jnp.float32(jnp.nan),
+            "failure": jnp.int32(FAILURE_NONE),
+            "tail_sum": jnp.float32(0.0),
+        }
+        carry = jax.lax.while_loop(cond, body, carry)
+        params = to_params(carry["w"])
+        metric = self.model.metric(params, x_val, y_val)
+        params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(params)]))
+        failure = carry["failure"]
+        failure = jnp.where((failure == FAILURE_NONE) & ~params_finite, FAILURE_NON_FINITE_PARAMS, failure)
+        failure = jnp.where((failure == FAILURE_NONE) & ~jnp.isfinite(metric), FAILURE_NON_FINITE_METRIC, failure)
+        return {
+            "params": params,
+            "steps": carry["t"],
+            "failure": failure,
+            "loss": carry["loss"],
+            "limit": carry["limit"],
+            "tail_loss": carry["tail_sum"] / (steps - tail_start),
+            "metric": metric,
+        }
+
+    def _result(self, outputs, start: float) -> tuple[Result, Any]:
+        outputs = jax.device_get(outputs)
+        steps = int(outputs["steps"])
+        failure_code = int(outputs["failure"])
+        metric = float(outputs["metric"])
+        loss = float(outputs["loss"])
+        if failure_code == FAILURE_NONE:
+            fitness = metric if self.model.higher_is_better else -metric
+            result = Result(fitness, metric, float(outputs["tail_loss"]), steps, None, time.perf_counter() - start)
+            return result, outputs["params"]
+        failure = {
+            FAILURE_NON_FINITE_LOSS: f"non-finite loss at step {steps + 1}",
+            FAILURE_DIVERGED: f"diverged: loss {loss:.4g} > limit {float(outputs['limit']):.4g} at step {steps + 1}",
+            FAILURE_NON_FINITE_PARAMS: f"non-finite parameters after step {steps}",
+            FAILURE_NON_FINITE_METRIC: f"non-finite validation {self.model.metric_name} after step {steps}",
+        }[failure_code]
+        result = Result(WORST_FITNESS, float("nan") if failure_code != FAILURE_NON_FINITE_METRIC else metric, loss, steps, failure, time.perf_counter() - start)
+        return result, outputs["params"]
