@@ -1,0 +1,346 @@
+"""Abstract execution: type/shape check, functional hash and liveness, with no numerics.
+
+``analyze`` runs on every child the search produces, so it is one pass of pure Python
+over the statement list (no JAX tracing, no graph library):
+
+1. *resolve*: each argument becomes a reference to the statement that last assigned
+   it, an input, or a constant; kinds are looked up in tables built once per op from
+   ``Op.result_kind``;
+2. *liveness*, across steps: a statement is live if it reaches the update, directly
+   or through a state slot whose incoming value a live statement reads at the next
+   step; slots and statements are marked to a fixed point by one worklist;
+3. *hash* of the live computation (``dsl._hash``).
+
+Shapes: every tree in a program has the parameters' structure, so once the example
+is a tree of float arrays (or shapes) the kinds determine every shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._hash import functional_hash_of_resolved
+from ._ops import OPS
+from ._program import Program, ProgramError, Statement, infer_kinds, parse
+from ._types import Kind
+
+# Input references are negative ints, statement references their index (>= 0),
+# constants stay floats.
+W, G, LR, STEP = -1, -2, -3, -4
+FIRST_SLOT = -5
+"""State slot ``i`` is referenced as ``FIRST_SLOT - i``."""
+
+
+def slot_ref(index: int) -> int:
+    return FIRST_SLOT - index
+
+
+def slot_index(ref: int) -> int:
+    return FIRST_SLOT - ref
+
+
+def _result_table(op) -> dict[tuple[Kind, ...], Kind | None]:
+    table: dict[tuple[Kind, ...], Kind | None] = {}
+    for combo in itertools.product(tuple(Kind), repeat=op.arity):
+        try:
+            table[combo] = op.result_kind(combo)
+        except TypeError:
+            table[combo] = None
+    return table
+
+
+# Built once from the registry: (op name) -> (argument kinds) -> result kind or None.
+_RESULT_KIND = {name: _result_table(op) for name, op in OPS.items()}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A program with every argument resolved to where its value comes from.
+
+    Attributes:
+      refs: per statement, its arguments as references (statement index >= 0, input
+        < 0, or a float constant).
+      update_ref: where the returned update comes from.
+      slot_refs: per state slot, where its returned (next-step) value comes from.
+      kinds: per statement, its result kind, or None for the first statement that
+        does not type-check (and every later one).
+      well_typed: whether every statement and every returned value type-checks.
+    """
+
+    refs: tuple[tuple[int | float, ...], ...]
+    update_ref: int
+    slot_refs: tuple[int, ...]
+    kinds: tuple[Kind | None, ...]
+    well_typed: bool
+
+
+def resolve(program: Program) -> Resolved:
+    """Resolve arguments to references and infer kinds in one pass."""
+    current: dict[str, int] = {"w": W, "g": G, "lr": LR, "step": STEP}
+    kind_of: dict[str, Kind] = {"w": Kind.TREE, "g": Kind.TREE, "lr": Kind.SCALAR, "step": Kind.SCALAR}
+    for i, name in enumerate(program.state):
+        current[name] = FIRST_SLOT - i
+        kind_of[name] = Kind.TREE
+    refs = []
+    kinds: list[Kind | None] = []
+    well_typed = True
+    scalar = Kind.SCALAR
+    for index, statement in enumerate(program.statements):
+        args = statement.args
+        refs.append(tuple(current[a] if type(a) is str else a for a in args))
+        if well_typed:
+            kind = _RESULT_KIND[statement.op][tuple(kind_of[a] if type(a) is str else scalar for a in args)]
+            if kind is None:
+                well_typed = False
+            else:
+                kind_of[statement.target] = kind
+        else:
+            kind = None
+        kinds.append(kind)
+        current[statement.target] = index
+    if well_typed:
+        well_typed = all(kind_of[name] is Kind.TREE for name in program.outputs)
+    return Resolved(
+        tuple(refs),
+        current[program.update],
+        tuple(current[name] for name in program.state),
+        tuple(kinds),
+        well_typed,
+    )
+
+
+def liveness(resolved: Resolved, n_slots: int) -> tuple[bytearray, list[bool]]:
+    """Live statements and live state slots, to a fixed point across steps.
+
+    A slot is live when a live statement (or the update itself) reads its incoming
+    value; then whatever computes its returned value is live too.
+    """
+    refs, slot_refs = resolved.refs, resolved.slot_refs
+    live = bytearray(len(refs))
+    live_slot = [False] * n_slots
+    stack = [resolved.update_ref]
+    while stack:
+        ref = stack.pop()
+        if ref >= 0:
+            if not live[ref]:
+                live[ref] = 1
+                stack.extend(r for r in refs[ref] if type(r) is int)
+        elif ref <= FIRST_SLOT:
+            slot = FIRST_SLOT - ref
+            if not live_slot[slot]:
+                live_slot[slot] = True
+                stack.append(slot_refs[slot])
+    return live, live_slot
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What abstract execution knows about a program.
+
+    Attributes:
+      program: the analysed program (None if text did not parse).
+      valid: whether it parses and type-checks (and the params example is fine).
+      error: the ``ProgramError`` (with its line) when not valid.
+      kinds: the kind of each statement's result (empty when not valid).
+      hash: the functional hash (hex), None when not valid; see ``dsl._hash``.
+      redundant: indices of statements that cannot affect any update, across steps.
+      live_state_slots: slots whose incoming value is read by live code (the
+        program's true memory).
+      unused_state_slots: the other slots: never read, or overwritten before being
+        read; what is returned for them does not matter.
+      leaf_shapes: the parameter array shapes, when a params example was given.
+    """
+
+    program: Program | None
+    valid: bool
+    error: ProgramError | None = None
+    kinds: tuple[Kind, ...] = ()
+    hash: str | None = None
+    redundant: tuple[int, ...] = ()
+    live_state_slots: tuple[str, ...] = ()
+    unused_state_slots: tuple[str, ...] = ()
+    leaf_shapes: tuple[tuple[int, ...], ...] | None = None
+    _resolved: Resolved | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def redundant_fraction(self) -> float:
+        """Share of statements that are redundant (0.0 for an empty body)."""
+        if self.program is None or not self.program.statements:
+            return 0.0
+        return len(self.redundant) / len(self.program.statements)
+
+    @property
+    def redundant_lines(self) -> tuple[int, ...]:
+        """The text lines of the redundant statements."""
+        return tuple(self.program.line_of(i) for i in self.redundant)
+
+    def raise_if_invalid(self) -> None:
+        if not self.valid:
+            raise self.error
+
+    def shape_of(self, index: int) -> Any:
+        """The shape of statement ``index``'s result given the params example.
+
+        ``()`` for a scalar, a tuple of ``()`` (one per array) for per-array scalars,
+        the tuple of leaf shapes for a tree.
+        """
+        self.raise_if_invalid()
+        if self.leaf_shapes is None:
+            raise ValueError("no params example was given to analyze()")
+        kind = self.kinds[index]
+        if kind is Kind.SCALAR:
+            return ()
+        if kind is Kind.PER_ARRAY:
+            return tuple(() for _ in self.leaf_shapes)
+        return self.leaf_shapes
+
+    @functools.cached_property
+    def pruned(self) -> Program:
+        """The program without its redundant statements; same signature, same updates.
+
+        Decision: the signature is kept (so a pruned program drops into the same
+        optimizer state), and unused state slots are simply never assigned: a kept
+        statement that assigned an unused slot's name as a temporary is renamed to a
+        fresh variable. So unused slots stay zero forever, while every update and every
+        live slot's value is computed by exactly the same operations as before (bit
+        identical). Only the values returned for unused slots may differ, and they are
+        never read. (A slot that is also the returned update, ``return m, m``, keeps
+        its assignments.)
+        """
+        self.raise_if_invalid()
+        program = self.program
+        if not self.redundant:
+            return program
+        redundant = set(self.redundant)
+        unused = set(self.unused_state_slots)
+        taken = {a for s in program.statements for a in s.variables()} | {s.target for s in program.statements}
+        taken |= set(program.inputs)
+        renamed: dict[int, str] = {}  # kept statement index -> fresh target
+        statements = []
+        for index, statement in enumerate(program.statements):
+            if index in redundant:
+                continue
+            args = tuple(
+                renamed.get(ref, arg) if type(arg) is str and type(ref) is int else arg
+                for arg, ref in zip(statement.args, self._resolved.refs[index])
+            )
+            target = statement.target
+            if target in unused and target != program.update:
+                target = _fresh_name(target, taken)
+                taken.add(target)
+                renamed[index] = target
+            statements.append(Statement(target, statement.op, args))
+        return program.replace_statements(statements)
+
+
+def _fresh_name(base: str, taken: set[str]) -> str:
+    for suffix in itertools.count(1):
+        name = f"{base}_{suffix}"
+        if name not in taken:
+            return name
+    raise AssertionError("unreachable")
+
+
+def analyze(program: Program | str, params_example: Any = None) -> Analysis:
+    """Abstractly execute ``program``: validity, functional hash, redundancy, pruning.
+
+    Args:
+      program: a ``Program``, or program text (a parse error makes it invalid).
+      params_example: optional parameter tree (float arrays, ``jax.ShapeDtypeStruct``
+        or shape tuples as leaves); checked, and its leaf shapes give every value's
+        shape (``Analysis.shape_of``).
+
+    Returns:
+      An ``Analysis``. An invalid program is not an exception: ``valid`` is False and
+      ``error`` names the line and the reason.
+
+    Raises:
+      ValueError: if ``params_example`` is not a tree of float arrays or shapes (that
+        is the caller's mistake, not the program's).
+    """
+    leaf_shapes = None if params_example is None else param_leaf_shapes(params_example)
+    if isinstance(program, str):
+        try:
+            program = parse(program)
+        except ProgramError as error:
+            return Analysis(None, False, error, leaf_shapes=leaf_shapes)
+    resolved = resolve(program)
+    if not resolved.well_typed:
+        try:
+            infer_kinds(program)
+        except ProgramError as error:
+            return Analysis(program, False, error, leaf_shapes=leaf_shapes)
+        raise AssertionError(f"kind tables and infer_kinds disagree on:\n{program}")
+    live, live_slot = liveness(resolved, len(program.state))
+    state = program.state
+    return Analysis(
+        program,
+        True,
+        kinds=resolved.kinds,
+        hash=functional_hash_of_resolved(program, resolved, live, live_slot),
+        redundant=tuple(i for i, flag in enumerate(live) if not flag),
+        live_state_slots=tuple(name for name, flag in zip(state, live_slot) if flag),
+        unused_state_slots=tuple(name for name, flag in zip(state, live_slot) if not flag),
+        leaf_shapes=leaf_shapes,
+        _resolved=resolved,
+    )
+
+
+def prune(program: Program | str) -> Program:
+    """``program`` without its redundant statements (see ``Analysis.pruned``).
+
+    Raises:
+      ProgramError: if the program is not valid.
+    """
+    return analyze(program).pruned
+
+
+def functional_hash(program: Program | str) -> str:
+    """The functional hash of ``program`` (see ``dsl._hash``).
+
+    Raises:
+      ProgramError: if the program is not valid.
+    """
+    analysis = analyze(program)
+    analysis.raise_if_invalid()
+    return analysis.hash
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def _is_shape(x: Any) -> bool:
+    return isinstance(x, tuple) and all(type(d) is int and d >= 0 for d in x)
+
+
+def param_leaf_shapes(params_example: Any) -> tuple[tuple[int, ...], ...]:
+    """The leaf shapes of a parameter tree whose leaves are float arrays or shapes.
+
+    A tuple of non-negative ints is read as a shape (so ``()`` is a scalar parameter).
+
+    Raises:
+      ValueError: naming the key path of the first bad leaf, or if there is none.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    leaves, _ = jax.tree_util.tree_flatten_with_path(params_example, is_leaf=_is_shape)
+    if not leaves:
+        raise ValueError("the params example has no arrays")
+    shapes = []
+    for path, leaf in leaves:
+        where = f"params_example{jax.tree_util.keystr(path)}"
+        if _is_shape(leaf):
+            shapes.append(leaf)
+            continue
+        dtype = getattr(leaf, "dtype", None)
+        shape = getattr(leaf, "shape", None)
+        if dtype is None or shape is None:
+            raise ValueError(f"{where}: {leaf!r} is neither an array nor a shape (a tuple of ints)")
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise ValueError(f"{where}: parameters must be float arrays, got dtype {dtype}")
+        shapes.append(tuple(int(d) for d in shape))
+    return tuple(shapes)

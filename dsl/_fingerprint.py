@@ -1,0 +1,122 @@
+"""Numeric fingerprint: the updates of a few steps on a fixed probe, rounded and hashed.
+
+The AutoML-Zero idea: programs that compute the same function collide even when
+their structure differs (``m / sqrt(m * m)`` and ``sign(m)``, two ways of writing one
+interpolation). The search tries the functional hash first and the fingerprint second.
+
+The probe is fixed (seeded NumPy, float64): three parameter arrays of shapes ``(4,)``,
+``(2, 3)`` and ``(3,)``; at each of ``STEPS`` steps fresh weights (magnitudes in
+[0.5, 2]) and gradients (magnitudes in [1, 4]), random signs, and a decaying schedule
+value ``lr`` (a fixed value per step rather than one constant, so ``lr * lr`` and
+``lr * c`` differ), ``step`` = 1, 2, .... Gradients are drawn so that their moving
+averages with decays 0.5 and 0.9 stay well away from zero: there the 1e-8 the DSL adds
+to denominators changes results by well under the rounding, so ``m / sqrt(m * m)``
+rounds to exactly ``sign(m)``.
+
+Only the updates are hashed (state matters only through them); ``STEPS`` = 5 lets a
+value pass through a chain of all 4 state slots and still reach an update. Values are
+rounded to 20 significant bits (about 6 decimal digits) relative to their magnitude;
+NaN, +inf and -inf are fixed tokens, and -0.0 is 0.0.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+
+import numpy as np
+
+from ._analysis import analyze
+from ._ops import OPS
+from ._program import Program
+
+STEPS = 5
+SIGNIFICANT_BITS = 20
+PROBE_SHAPES = ((4,), (2, 3), (3,))
+PROBE_SEED = 20230213
+PROBE_LR = (0.9, 0.75, 0.6, 0.45, 0.3)
+
+
+@functools.cache
+def probe() -> tuple[list[tuple[np.ndarray, ...]], list[tuple[np.ndarray, ...]], list[np.ndarray], list[np.ndarray]]:
+    """The fixed probe: per step, weights, gradients, ``lr`` and ``step``."""
+    rng = np.random.default_rng(PROBE_SEED)
+    size = sum(int(np.prod(shape)) for shape in PROBE_SHAPES)
+    gradients = _gradients_far_from_cancelling(rng, size)
+    weights = rng.uniform(0.5, 2.0, (STEPS, size)) * rng.choice([-1.0, 1.0], (STEPS, size))
+
+    def split(flat):
+        leaves, start = [], 0
+        for shape in PROBE_SHAPES:
+            count = int(np.prod(shape))
+            leaves.append(flat[start : start + count].reshape(shape).copy())
+            start += count
+        return tuple(leaves)
+
+    return (
+        [split(row) for row in weights],
+        [split(row) for row in gradients],
+        [np.asarray(lr, np.float64) for lr in PROBE_LR],
+        [np.asarray(float(t), np.float64) for t in range(1, STEPS + 1)],
+    )
+
+
+def _gradients_far_from_cancelling(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Per coordinate, a gradient sequence whose moving averages never near zero."""
+    columns = []
+    while len(columns) < size:
+        sequence = rng.uniform(1.0, 4.0, STEPS) * rng.choice([-1.0, 1.0], STEPS)
+        if all(_min_abs_average(sequence, decay) >= 0.5 * (1.0 - decay) for decay in (0.5, 0.9)):
+            columns.append(sequence)
+    return np.stack(columns, axis=1)
+
+
+def _min_abs_average(sequence: np.ndarray, decay: float) -> float:
+    average, smallest = 0.0, np.inf
+    for value in sequence:
+        average = decay * average + (1.0 - decay) * value
+        smallest = min(smallest, abs(average))
+    return smallest
+
+
+def _round_relative(x: np.ndarray) -> np.ndarray:
+    mantissa, exponent = np.frexp(x)
+    return np.ldexp(np.round(mantissa * 2.0**SIGNIFICANT_BITS), exponent - SIGNIFICANT_BITS) + 0.0
+
+
+def probe_updates(program: Program) -> list[tuple[np.ndarray, ...]]:
+    """The pruned program's updates on the probe, one tuple of arrays per step.
+
+    Raises:
+      ProgramError: if the program is not valid.
+    """
+    pruned = analyze(program).pruned
+    weights, gradients, lrs, steps = probe()
+    state = {name: tuple(np.zeros(shape) for shape in PROBE_SHAPES) for name in pruned.state}
+    kernels = [(s.target, OPS[s.op].numpy_fn(), s.args) for s in pruned.statements]
+    updates = []
+    with np.errstate(all="ignore"):
+        for t in range(STEPS):
+            env = {"w": weights[t], "g": gradients[t], "lr": lrs[t], "step": steps[t], **state}
+            for target, kernel, args in kernels:
+                env[target] = kernel(*(env[a] if type(a) is str else a for a in args))
+            updates.append(tuple(np.broadcast_to(np.asarray(leaf, np.float64), shape) for leaf, shape in zip(env[pruned.update], PROBE_SHAPES)))
+            state = {name: env[name] for name in pruned.state}
+    return updates
+
+
+def fingerprint(program: Program) -> str:
+    """Hex digest of the rounded updates of ``program`` on the fixed probe.
+
+    Raises:
+      ProgramError: if the program is not valid.
+    """
+    flat = np.concatenate([leaf.ravel() for update in probe_updates(program) for leaf in update])
+    finite = np.isfinite(flat)
+    with np.errstate(all="ignore"):
+        rounded = np.where(finite, _round_relative(np.where(finite, flat, 0.0)), 0.0)
+    tokens = np.where(finite, 0, np.where(np.isnan(flat), 1, np.where(flat > 0, 2, 3))).astype(np.int8)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(rounded.astype("<f8").tobytes())
+    digest.update(tokens.tobytes())
+    return digest.hexdigest()
