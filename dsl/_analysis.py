@@ -216,7 +216,9 @@ class Analysis:
             return program
         redundant = set(self.redundant)
         unused = set(self.unused_state_slots)
-        taken = {a for s in program.statements for a in s.variables()} | {s.target for s in program.statements}
+        taken = {a for s in program.statements for a in s.variables()} | {
+            s.target for s in program.statements
+        }
         taken |= set(program.inputs)
         renamed: dict[int, str] = {}  # kept statement index -> fresh target
         statements = []
@@ -225,7 +227,7 @@ class Analysis:
                 continue
             args = tuple(
                 renamed.get(ref, arg) if type(arg) is str and type(ref) is int else arg
-                for arg, ref in zip(statement.args, self._resolved.refs[index])
+                for arg, ref in zip(statement.args, self._resolved.refs[index], strict=True)
             )
             target = statement.target
             if target in unused and target != program.update:
@@ -282,8 +284,8 @@ def analyze(program: Program | str, params_example: Any = None) -> Analysis:
         kinds=resolved.kinds,
         hash=functional_hash_of_resolved(program, resolved, live, live_slot),
         redundant=tuple(i for i, flag in enumerate(live) if not flag),
-        live_state_slots=tuple(name for name, flag in zip(state, live_slot) if flag),
-        unused_state_slots=tuple(name for name, flag in zip(state, live_slot) if not flag),
+        live_state_slots=tuple(name for name, flag in zip(state, live_slot, strict=True) if flag),
+        unused_state_slots=tuple(name for name, flag in zip(state, live_slot, strict=True) if not flag),
         leaf_shapes=leaf_shapes,
         _resolved=resolved,
     )

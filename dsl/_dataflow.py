@@ -57,7 +57,7 @@ def dataflow(program: Program) -> nx.DiGraph:
             position=position,
             live=live_slot[program.state.index(name)] if is_state else None,
         )
-    for index, (statement, refs) in enumerate(zip(program.statements, resolved.refs)):
+    for index, (statement, refs) in enumerate(zip(program.statements, resolved.refs, strict=True)):
         node = f"statement:{index}"
         graph.add_node(
             node,
@@ -75,9 +75,13 @@ def dataflow(program: Program) -> nx.DiGraph:
             else:
                 source = _ref_node(ref, program)
             graph.add_edge(source, node, kind="data", argument=position)
-    graph.add_node("out:update", kind="output", label="update" if program.update == "update" else f"update ({program.update})")
+    graph.add_node(
+        "out:update",
+        kind="output",
+        label="update" if program.update == "update" else f"update ({program.update})",
+    )
     graph.add_edge(_ref_node(resolved.update_ref, program), "out:update", kind="data")
-    for name, ref in zip(program.state, resolved.slot_refs):
+    for name, ref in zip(program.state, resolved.slot_refs, strict=True):
         node = f"out:state:{name}"
         graph.add_node(node, kind="output", label=f"next {name}")
         graph.add_edge(_ref_node(ref, program), node, kind="data")
@@ -99,7 +103,11 @@ def to_dot(graph: nx.DiGraph) -> str:
         kind = data["kind"]
         if kind == "statement":
             label = f"line {data['line']}: {data['text']}"
-            style = 'shape=box, style="rounded"' if data["live"] else 'shape=box, style="rounded,dashed", color=grey, fontcolor=grey'
+            style = (
+                'shape=box, style="rounded"'
+                if data["live"]
+                else 'shape=box, style="rounded,dashed", color=grey, fontcolor=grey'
+            )
         elif kind == "input":
             label = data["label"]
             style = "shape=ellipse"

@@ -38,7 +38,9 @@ PROBE_LR = (0.9, 0.75, 0.6, 0.45, 0.3)
 
 
 @functools.cache
-def probe() -> tuple[list[tuple[np.ndarray, ...]], list[tuple[np.ndarray, ...]], list[np.ndarray], list[np.ndarray]]:
+def probe() -> tuple[
+    list[tuple[np.ndarray, ...]], list[tuple[np.ndarray, ...]], list[np.ndarray], list[np.ndarray]
+]:
     """The fixed probe: per step, weights, gradients, ``lr`` and ``step``."""
     rng = np.random.default_rng(PROBE_SEED)
     size = sum(int(np.prod(shape)) for shape in PROBE_SHAPES)
@@ -100,7 +102,12 @@ def probe_updates(program: Program) -> list[tuple[np.ndarray, ...]]:
             env = {"w": weights[t], "g": gradients[t], "lr": lrs[t], "step": steps[t], **state}
             for target, kernel, args in kernels:
                 env[target] = kernel(*(env[a] if type(a) is str else a for a in args))
-            updates.append(tuple(np.broadcast_to(np.asarray(leaf, np.float64), shape) for leaf, shape in zip(env[pruned.update], PROBE_SHAPES)))
+            updates.append(
+                tuple(
+                    np.broadcast_to(np.asarray(leaf, np.float64), shape)
+                    for leaf, shape in zip(env[pruned.update], PROBE_SHAPES, strict=True)
+                )
+            )
             state = {name: env[name] for name in pruned.state}
     return updates
 
