@@ -1,1 +1,25 @@
-"""Proxy tasks: small models trained in jitted JAX to score candidate optimizers."""
+"""Proxy tasks: small models trained in jitted JAX to score candidate optimizers.
+
+``get(name).evaluate(program, seed)`` trains a small model with a DSL program and
+returns a ``Result`` (fitness: higher is better). The program runs as data through a
+compiled interpreter (``_interpreter.py``), so evaluating a new program does not
+compile anything.
+"""
+
+from ._data import load_digits_dataset as load_digits_dataset
+from ._interpreter import encode as encode
+from ._interpreter import prune as prune
+from ._registry import TASK_CONFIGS as TASK_CONFIGS
+from ._registry import build as build
+from ._registry import config as config
+from ._registry import get as get
+from ._registry import names as names
+from ._registry import with_schedule as with_schedule
+from ._schedules import make_schedule as make_schedule
+from ._task import WORST_FITNESS as WORST_FITNESS
+from ._task import Dataset as Dataset
+from ._task import Model as Model
+from ._task import Result as Result
+from ._task import ScheduleConfig as ScheduleConfig
+from ._task import Task as Task
+from ._task import TaskConfig as TaskConfig

@@ -1,0 +1,128 @@
+"""The named proxy tasks: ``names()`` and ``get(name)``.
+
+Every family comes in funnel sizes A (the search proxy), B (~10x A's training
+compute) and C (~100x); names are ``<family>_<size>``:
+
+* ``mlp_digits_{a,b,c}``: an MLP on scikit-learn's digits (``_mlp.py``, ``_data.py``).
+  A: one hidden layer of 64, batch 64, 300 steps (4.8k params); B: hidden 128-128,
+  600 steps (~11x A); C: hidden 256-256, batch 128, 900 steps (~108x A).
+* ``mlp_digits_tiny``: hidden 16, batch 32, 100 steps (1.2k params): a few
+  milliseconds per evaluation, for tests of the search.
+* ``vit_digits_{a,b,c}``: a small vision transformer on the same digits (``_vit.py``).
+* ``charlm_{a,b,c}``: a character-level Transformer LM (``_charlm.py``, ``_text.py``);
+  fitness is minus the validation log-perplexity.
+
+All use the cosine schedule (1.0 decaying to 0) unless a config says otherwise.
+Tasks are built on first use and cached (one compilation each).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+from ._task import ScheduleConfig, Task, TaskConfig
+
+
+def _mlp_configs() -> dict[str, TaskConfig]:
+    sizes = {
+        "tiny": ([16], 32, 100),
+        "a": ([64], 64, 300),
+        "b": ([128, 128], 64, 600),
+        "c": ([256, 256], 128, 900),
+    }
+    return {
+        f"mlp_digits_{size}": TaskConfig(
+            name=f"mlp_digits_{size}",
+            family="mlp_digits",
+            size=size,
+            steps=steps,
+            batch_size=batch,
+            model={"inputs": 64, "hidden": hidden, "classes": 10},
+        )
+        for size, (hidden, batch, steps) in sizes.items()
+    }
+
+
+def _transformer_configs(family: str, sizes: dict[str, dict]) -> dict[str, TaskConfig]:
+    configs = {}
+    for size, size_config in sizes.items():
+        model = {k: v for k, v in size_config.items() if k not in ("steps", "batch_size")}
+        name = f"{family}_{size}"
+        configs[name] = TaskConfig(
+            name=name,
+            family=family,
+            size=size,
+            steps=int(size_config["steps"]),
+            batch_size=int(size_config["batch_size"]),
+            model=model,
+        )
+    return configs
+
+
+def _all_configs() -> dict[str, TaskConfig]:
+    from ._charlm import CHARLM_SIZES
+    from ._vit import VIT_SIZES
+
+    configs = _mlp_configs()
+    configs.update(_transformer_configs("vit_digits", VIT_SIZES))
+    configs.update(_transformer_configs("charlm", CHARLM_SIZES))
+    return configs
+
+
+TASK_CONFIGS: dict[str, TaskConfig] = _all_configs()
+
+
+def names() -> list[str]:
+    """Every registered task name, sorted."""
+    return sorted(TASK_CONFIGS)
+
+
+def config(name: str) -> TaskConfig:
+    """The ``TaskConfig`` of task ``name``.
+
+    Raises:
+      KeyError: naming the unknown task and listing the known ones.
+    """
+    try:
+        return TASK_CONFIGS[name]
+    except KeyError:
+        raise KeyError(f"no proxy task {name!r}; known: {', '.join(names())}") from None
+
+
+def build(task_config: TaskConfig) -> Task:
+    """A new ``Task`` for any config (e.g. a registered one with another schedule)."""
+    from ._data import load_digits_dataset
+
+    family = task_config.family
+    if family == "mlp_digits":
+        from ._mlp import make_mlp
+
+        return Task(task_config, make_mlp(task_config.model), load_digits_dataset())
+    if family == "vit_digits":
+        from ._vit import make_vit
+
+        return Task(task_config, make_vit(task_config.model), load_digits_dataset())
+    if family == "charlm":
+        from ._charlm import charlm_config, make_charlm
+        from ._text import load_char_corpus
+
+        seq_len = charlm_config(task_config.model)["seq_len"]
+        dataset, _ = load_char_corpus(seq_len=seq_len)
+        return Task(task_config, make_charlm(task_config.model), dataset)
+    raise ValueError(f"task {task_config.name!r}: unknown family {family!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def get(name: str) -> Task:
+    """The task called ``name``, built once per process (its compilations are reused).
+
+    Raises:
+      KeyError: for an unknown name.
+    """
+    return build(config(name))
+
+
+def with_schedule(name: str, schedule: ScheduleConfig) -> Task:
+    """Task ``name`` with another learning-rate schedule (a new, uncached task)."""
+    return build(replace(config(name), schedule=schedule))
