@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 
+from ._analysis import analyze
+from ._dataflow import dataflow, to_dot
+from ._fingerprint import fingerprint
 from ._ops import OPS
 from ._program import ProgramError
 from .library import load_program
@@ -15,9 +20,19 @@ def register(subparsers) -> None:
 
     show = subparsers.add_parser("show", help="pretty-print a program (file path or library name)")
     show.add_argument("program", help="a program file, or a library name such as 'lion'")
+    show.add_argument(
+        "--graph", action="store_true", help="print the dataflow graph as Graphviz DOT text instead"
+    )
+    show.add_argument(
+        "--png", metavar="PATH", help="with --graph: also render it to a PNG (needs Graphviz's 'dot')"
+    )
     show.set_defaults(func=cmd_show)
 
-    check = subparsers.add_parser("check", help="parse and validate a program; non-zero exit on error")
+    check = subparsers.add_parser(
+        "check",
+        help="validate a program and report its hash, fingerprint, redundant statements and live state; "
+        "non-zero exit if invalid",
+    )
     check.add_argument("program", help="a program file, or a library name")
     check.set_defaults(func=cmd_check)
 
@@ -42,16 +57,60 @@ def _load_or_report(source: str):
 
 
 def cmd_show(args) -> int:
-    program = _load_or_report(args.program)
-    if program is None:
+    if args.png and not args.graph:
+        print("--png needs --graph", file=sys.stderr)
+        return 2
+    if not args.graph:
+        program = _load_or_report(args.program)
+        if program is None:
+            return 1
+        print(program.to_text(), end="")
+        return 0
+    try:
+        program = load_program(args.program)  # a graph is drawn even if it does not type-check
+    except (ProgramError, FileNotFoundError) as error:
+        print(f"{args.program}: {error}", file=sys.stderr)
         return 1
-    print(program.to_text(), end="")
+    dot_text = to_dot(dataflow(program))
+    print(dot_text, end="")
+    if args.png:
+        return _render_png(dot_text, args.png)
+    return 0
+
+
+def _render_png(dot_text: str, path: str) -> int:
+    dot = shutil.which("dot")
+    if dot is None:
+        print("Graphviz 'dot' is not installed: printed the DOT text, wrote no PNG", file=sys.stderr)
+        return 1
+    completed = subprocess.run([dot, "-Tpng", "-o", path], input=dot_text, text=True, capture_output=True)
+    if completed.returncode != 0:
+        print(f"dot failed: {completed.stderr.strip()}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
 def cmd_check(args) -> int:
-    program = _load_or_report(args.program)
-    if program is None:
+    try:
+        program = load_program(args.program)
+    except (ProgramError, FileNotFoundError) as error:
+        print(f"{args.program}: {error}", file=sys.stderr)
         return 1
-    print(f"{args.program}: ok ({len(program.statements)} statements, {len(program.state)} state slots)")
+    analysis = analyze(program)
+    if not analysis.valid:
+        print(f"{args.program}: invalid: {analysis.error}", file=sys.stderr)
+        return 1
+    n = len(program.statements)
+    slots = len(program.state)
+    print(f"{args.program}: valid ({n} statements, {slots} state slot{'' if slots == 1 else 's'})")
+    print(f"  hash:         {analysis.hash}")
+    print(f"  fingerprint:  {fingerprint(program)}")
+    print(f"  live state:   {', '.join(analysis.live_state_slots) or 'none'}")
+    if analysis.unused_state_slots:
+        unused = ", ".join(analysis.unused_state_slots)
+        print(f"  unused state: {unused} (never read, or overwritten before it is read)")
+    print(f"  redundant:    {len(analysis.redundant)} of {n} statements ({analysis.redundant_fraction:.0%})")
+    for index in analysis.redundant:
+        print(f"    line {program.line_of(index)}: {program.statements[index].to_text()}")
     return 0
