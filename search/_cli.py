@@ -1,0 +1,129 @@
+"""``symdisc run CONFIG`` and ``symdisc resume DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+from ._config import Config, ConfigError, load_config
+from ._evolution import Search, SearchError
+from ._progress import Progress
+from ._rundir import RunDirectory, RunDirectoryError
+
+
+def register(subparsers) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="start a search from a YAML config",
+        description="Start an evolutionary search from a YAML config (see configs/default.yaml).",
+    )
+    run.add_argument("config", help="the YAML config file")
+    run.add_argument("--out", help="the run directory (default: runs/<config name>-<time>)")
+    _common_options(run)
+    run.set_defaults(func=_run)
+
+    resume = subparsers.add_parser(
+        "resume",
+        help="continue a stopped or killed search",
+        description="Continue a search from its run directory: no completed evaluation is lost.",
+    )
+    resume.add_argument("dir", help="the run directory")
+    _common_options(resume)
+    resume.set_defaults(func=_resume)
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", help="join this Ray cluster (overrides workers.address)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _run(args) -> int:
+    try:
+        config = load_config(args.config)
+    except (ConfigError, OSError) as error:
+        print(f"symdisc run: {error}", file=sys.stderr)
+        return 2
+    out = args.out or _default_out(args.config)
+    try:
+        rundir = RunDirectory.create(out, config)
+    except RunDirectoryError as error:
+        print(f"symdisc run: {error}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(f"run directory: {rundir.path}", file=sys.stderr)
+    return _search(config, rundir, args)
+
+
+def _resume(args) -> int:
+    try:
+        rundir = RunDirectory.open(args.dir)
+        config = rundir.config()
+    except (RunDirectoryError, ConfigError) as error:
+        print(f"symdisc resume: {error}", file=sys.stderr)
+        return 2
+    return _search(config, rundir, args, resume=True)
+
+
+def _default_out(config_path: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{Path(config_path).stem}-{stamp}"
+
+
+def make_evaluator(config: Config, address: str | None = None):
+    """The evaluator the config asks for (``workers.backend``)."""
+    if config.workers.backend == "inprocess":
+        from ._evaluator import InProcessEvaluator
+
+        return InProcessEvaluator(config.task.name)
+    from ._ray_pool import RayEvaluator
+
+    return RayEvaluator(
+        config.task.name, num_workers=config.workers.count, address=address or config.workers.address
+    )
+
+
+def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) -> int:
+    progress = Progress(quiet=args.quiet)
+    search = Search(config, rundir, progress)
+    try:
+        if resume:
+            search.resume()
+            if search.finished:
+                print(f"{rundir.path}: the run already finished its budget", file=sys.stderr)
+                _summary(search, rundir, args.quiet)
+                return 0
+        evaluator = make_evaluator(config, args.address)
+    except (SearchError, OSError, KeyError, ValueError) as error:
+        print(f"symdisc: {error}", file=sys.stderr)
+        return 2
+    try:
+        search.run(evaluator)
+    except KeyboardInterrupt:
+        progress.close()
+        print(f"interrupted; continue with: symdisc resume {rundir.path}", file=sys.stderr)
+        return 130
+    except SearchError as error:
+        print(f"symdisc: {error}", file=sys.stderr)
+        return 1
+    finally:
+        evaluator.close()
+        rundir.close()
+    _summary(search, rundir, args.quiet)
+    return 0
+
+
+def _summary(search: Search, rundir: RunDirectory, quiet: bool) -> None:
+    stats = search.stats()
+    if quiet:
+        return
+    hits = stats["hash_hits"] + stats["fingerprint_hits"]
+    print(
+        f"done: {stats['individuals']} programs ({stats['valid']} valid children of "
+        f"{stats['generated']} generated), {stats['evaluated']} evaluated ({stats['failed']} failed), "
+        f"{hits} cache hits ({stats['hash_hits']} hash, {stats['fingerprint_hits']} fingerprint), "
+        f"{stats['restarts']} restarts, {stats['elapsed_seconds']:.0f} s",
+        file=sys.stderr,
+    )
+    print(f"best fitness {stats['best_fitness']:.4f}: {rundir.path / 'best.txt'}", file=sys.stderr)

@@ -1,0 +1,268 @@
+"""The search configuration: YAML loaded into frozen, documented dataclasses.
+
+Every key is checked: unknown keys, wrong types and bad values raise ``ConfigError``
+naming the key path and the expected form, e.g.
+``search.tournament_size: expected an int >= 2 and < search.population_size (1000), got 1``.
+Missing keys take the defaults below; ``configs/default.yaml`` writes them all out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._mutation import MUTATION_KINDS
+
+MODES = ("evolution", "constants_only", "random")
+BACKENDS = ("ray", "inprocess")
+
+
+class ConfigError(ValueError):
+    """A bad configuration: ``path: expected ..., got ...``."""
+
+    def __init__(self, path: str, expected: str, got: Any):
+        self.path = path
+        self.expected = expected
+        self.got = got
+        super().__init__(f"{path}: expected {expected}, got {got!r}")
+
+
+def _spec(default: Any, expected: str, check: Callable[[Any], bool], doc: str) -> Any:
+    return field(default=default, metadata={"expected": expected, "check": check, "doc": doc})
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(x)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda x: x is None or check(x)
+
+
+def _positive_int(x: Any) -> bool:
+    return _is_int(x) and x >= 1
+
+
+def _task_name(x: Any) -> bool:
+    return isinstance(x, str) and bool(x)
+
+
+@dataclass(frozen=True)
+class TaskSection:
+    """The proxy task that scores candidates."""
+
+    name: str = _spec("mlp_digits_a", "a proxy task name (string)", _task_name, "proxy task registry name")
+    seed: int = _spec(
+        0, "an int >= 0", lambda x: _is_int(x) and x >= 0, "training seed, the same for every candidate"
+    )
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    """Regularized evolution and its baselines."""
+
+    mode: str = _spec(
+        "evolution",
+        f"one of {', '.join(MODES)}",
+        lambda x: x in MODES,
+        "evolution (the method); constants_only (only constants mutate); random (random programs)",
+    )
+    initial_program: str = _spec(
+        "adamw_paper", "a library program name or a program file path", _task_name, "the warm start"
+    )
+    population_size: int = _spec(1000, "an int >= 3", lambda x: _is_int(x) and x >= 3, "P")
+    tournament_size: int = _spec(2, "an int >= 2", lambda x: _is_int(x) and x >= 2, "T < P")
+    parallel_searches: int = _spec(
+        1, "an int >= 1", _positive_int, "independent populations, all started from the initial program"
+    )
+    restart_after: int | None = _spec(
+        None,
+        "null or an int >= 1",
+        _optional(_positive_int),
+        "refill a population with the best program after this many individuals without improvement",
+    )
+    random_max_length: int = _spec(
+        20, "an int >= 1", _positive_int, "random mode: lengths are drawn uniformly from 1..this"
+    )
+
+
+@dataclass(frozen=True)
+class MutationSection:
+    """How a child is made from its parent (see ``search._mutation``)."""
+
+    weights: dict = _spec(
+        None,
+        f"a mapping from {', '.join(MUTATION_KINDS)} to numbers >= 0, not all 0",
+        lambda x: (
+            isinstance(x, dict)
+            and set(x) <= set(MUTATION_KINDS)
+            and all(_is_number(v) and v >= 0 for v in x.values())
+            and any(v > 0 for v in x.values())
+        ),
+        "relative weights; missing kinds weigh 0",
+    )
+    max_length: int = _spec(30, "an int >= 1", _positive_int, "statements a program may have")
+    constant_probability: float = _spec(
+        0.2,
+        "a number in [0, 1]",
+        lambda x: _is_number(x) and 0 <= x <= 1,
+        "chance a new argument is a constant",
+    )
+    constant_reset_probability: float = _spec(
+        0.5,
+        "a number in [0, 1]",
+        lambda x: _is_number(x) and 0 <= x <= 1,
+        "chance a constant is redrawn from N(0,1) rather than scaled by 2^a",
+    )
+
+    def __post_init__(self):
+        if self.weights is None:  # the paper: insert, delete, modify, uniformly
+            object.__setattr__(self, "weights", {"insert": 1.0, "delete": 1.0, "modify_argument": 1.0})
+
+
+@dataclass(frozen=True)
+class BudgetSection:
+    """When the run stops (the first budget reached; at least one must be set)."""
+
+    programs: int | None = _spec(
+        None, "null or an int >= 1", _optional(_positive_int), "valid children, cache hits included"
+    )
+    evaluations: int | None = _spec(
+        None, "null or an int >= 1", _optional(_positive_int), "trainings (cache misses)"
+    )
+    wall_seconds: float | None = _spec(
+        None,
+        "null or a number > 0",
+        _optional(lambda x: _is_number(x) and x > 0),
+        "wall time, summed over resumes",
+    )
+
+
+@dataclass(frozen=True)
+class MetaValidationSection:
+    """Evaluate the current best on a larger task every ``every`` evaluations."""
+
+    task: str | None = _spec(None, "null or a proxy task name", _optional(_task_name), "null disables it")
+    every: int = _spec(100, "an int >= 1", _positive_int, "evaluations between two meta-validations")
+
+
+@dataclass(frozen=True)
+class WorkersSection:
+    """Where candidates are trained."""
+
+    backend: str = _spec("ray", f"one of {', '.join(BACKENDS)}", lambda x: x in BACKENDS, "ray or inprocess")
+    count: int | None = _spec(
+        None, "null or an int >= 1", _optional(_positive_int), "Ray workers; null: one per CPU"
+    )
+    address: str | None = _spec(
+        None, "null or a Ray address", _optional(_task_name), "join this Ray cluster; null starts a local one"
+    )
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """Run directory behaviour."""
+
+    checkpoint_every: int = _spec(50, "an int >= 1", _positive_int, "individuals between two checkpoints")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole search run."""
+
+    seed: int = _spec(0, "an int >= 0", lambda x: _is_int(x) and x >= 0, "seeds the search's Generator")
+    task: TaskSection = field(default_factory=TaskSection)
+    search: SearchSection = field(default_factory=SearchSection)
+    mutation: MutationSection = field(default_factory=MutationSection)
+    budget: BudgetSection = field(default_factory=BudgetSection)
+    meta_validation: MetaValidationSection = field(default_factory=MetaValidationSection)
+    workers: WorkersSection = field(default_factory=WorkersSection)
+    run: RunSection = field(default_factory=RunSection)
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path or "<top level>", "a mapping of keys", data)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            where = f"{path}.{key}" if path else str(key)
+            raise ConfigError(where, f"one of the keys {', '.join(fields)}", key)
+    values = {}
+    for name, f in fields.items():
+        where = f"{path}.{name}" if path else name
+        if dataclasses.is_dataclass(
+            f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        ):
+            values[name] = _build(f.default_factory, data.get(name), where)
+            continue
+        if name not in data:
+            continue
+        value = data[name]
+        if not f.metadata["check"](value):
+            raise ConfigError(where, f.metadata["expected"], value)
+        if _is_int(value) and "a number" in f.metadata["expected"]:
+            value = float(value)
+        if isinstance(value, dict):
+            value = {k: float(v) for k, v in value.items()}
+        values[name] = value
+    return cls(**values)
+
+
+def config_from_dict(data: Any) -> Config:
+    """Validate ``data`` (parsed YAML) into a ``Config``.
+
+    Raises:
+      ConfigError: naming the key path and the expected form.
+    """
+    config = _build(Config, data, "")
+    search = config.search
+    if search.tournament_size >= search.population_size:
+        raise ConfigError(
+            "search.tournament_size",
+            f"an int >= 2 and < search.population_size ({search.population_size})",
+            search.tournament_size,
+        )
+    budget = config.budget
+    if budget.programs is None and budget.evaluations is None and budget.wall_seconds is None:
+        raise ConfigError("budget", "at least one of programs, evaluations, wall_seconds", None)
+    return config
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file.
+
+    Raises:
+      ConfigError: for a bad key or value; the message starts with the file name.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(str(path), "valid YAML", str(error).splitlines()[0]) from None
+    try:
+        return config_from_dict(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path.name}: {error.path}", error.expected, error.got) from None
+
+
+def config_to_dict(config: Config) -> dict:
+    """The resolved config as plain data (what ``config.yaml`` in a run directory holds)."""
+    return dataclasses.asdict(config)
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config_to_dict(config), sort_keys=False)

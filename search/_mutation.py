@@ -1,0 +1,167 @@
+"""Mutations of immutable programs, one per child (PAPER.md section 3).
+
+Four kinds, chosen with configurable weights:
+
+- ``insert``: a statement at a random position, with a random function and type-valid
+  random arguments (variables in scope or constants), assigned to a new variable or to
+  an existing one;
+- ``delete``: remove a random statement;
+- ``modify_argument``: replace one argument of a random statement by another variable of
+  the same kind, or by a constant (a constant argument may also be perturbed);
+- ``mutate_constant``: change one constant: a fresh N(0, 1) draw, or multiplication by
+  2^a with a ~ N(0, 1). The only kind used by the constants-only baseline.
+
+A single ``mutate`` call may produce an invalid program (a deleted statement was read
+later, a new type breaks a later call); ``_evolution.breed`` re-mutates the parent until
+the child is valid and differs from it, as the paper does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsl import Program, ProgramError, Statement
+from dsl._random import OP_NAMES, random_constant, random_statement, scope_kinds
+from dsl._types import Kind
+
+MUTATION_KINDS = ("insert", "delete", "modify_argument", "mutate_constant")
+
+
+@dataclass(frozen=True)
+class MutationSettings:
+    """How children are made from a parent.
+
+    Attributes:
+      weights: relative weight of each mutation kind (keys from ``MUTATION_KINDS``).
+      max_length: programs never grow beyond this many statements.
+      constant_probability: chance that a new argument is a constant instead of a variable.
+      constant_reset_probability: when a constant changes, chance of a fresh N(0, 1) draw
+        instead of multiplication by 2^a, a ~ N(0, 1).
+      op_names: the functions ``insert`` may call.
+    """
+
+    weights: dict[str, float]
+    max_length: int = 30
+    constant_probability: float = 0.2
+    constant_reset_probability: float = 0.5
+    op_names: tuple[str, ...] = OP_NAMES
+
+
+def mutate_constant_value(rng: np.random.Generator, value: float, reset_probability: float) -> float:
+    """A fresh N(0, 1) draw, or ``value * 2**a`` with a ~ N(0, 1)."""
+    if rng.random() < reset_probability:
+        return random_constant(rng)
+    return float(value * 2.0 ** rng.standard_normal())
+
+
+def mutate(rng: np.random.Generator, program: Program, settings: MutationSettings) -> tuple[Program, str]:
+    """One random mutation of ``program`` (which must type-check).
+
+    Returns:
+      The child and the name of the mutation kind. The child may be invalid (raises no
+      error by itself: ``Program`` construction errors are caught and the unchanged parent
+      is returned, which the caller rejects as identical).
+    """
+    kinds = [
+        k for k in MUTATION_KINDS if settings.weights.get(k, 0.0) > 0 and _applicable(k, program, settings)
+    ]
+    if not kinds:
+        return program, "none"
+    weights = np.array([settings.weights[k] for k in kinds], dtype=float)
+    kind = kinds[rng.choice(len(kinds), p=weights / weights.sum())]
+    try:
+        return _MUTATIONS[kind](rng, program, settings), kind
+    except ProgramError:
+        return program, kind
+
+
+def _applicable(kind: str, program: Program, settings: MutationSettings) -> bool:
+    n = len(program.statements)
+    if kind == "insert":
+        return n < settings.max_length
+    if kind == "delete":
+        return n > 1
+    if kind == "mutate_constant":
+        return any(not isinstance(a, str) for s in program.statements for a in s.args)
+    return any(s.args for s in program.statements)
+
+
+def _insert(rng: np.random.Generator, program: Program, settings: MutationSettings) -> Program:
+    position = int(rng.integers(len(program.statements) + 1))
+    scope = scope_kinds(program, position)
+    existing = sorted({s.target for s in program.statements} | set(program.state) | {program.update, "lr"})
+    # A new variable or an existing one, half and half, so both kinds of edit are common.
+    if rng.random() < 0.5:
+        targets = [_fresh_name(program)]
+    else:
+        targets = existing
+    statement, _ = random_statement(rng, scope, targets, settings.op_names, settings.constant_probability)
+    statements = list(program.statements)
+    statements.insert(position, statement)
+    return program.replace_statements(statements)
+
+
+def _fresh_name(program: Program) -> str:
+    used = {s.target for s in program.statements} | set(program.inputs)
+    index = len(program.statements)
+    while f"t{index}" in used:
+        index += 1
+    return f"t{index}"
+
+
+def _delete(rng: np.random.Generator, program: Program, settings: MutationSettings) -> Program:
+    statements = list(program.statements)
+    del statements[int(rng.integers(len(statements)))]
+    return program.replace_statements(statements)
+
+
+def _modify_argument(rng: np.random.Generator, program: Program, settings: MutationSettings) -> Program:
+    candidates = [i for i, s in enumerate(program.statements) if s.args]
+    index = candidates[int(rng.integers(len(candidates)))]
+    statement = program.statements[index]
+    position = int(rng.integers(len(statement.args)))
+    old = statement.args[position]
+    scope = scope_kinds(program, index)
+    old_kind = scope[old] if isinstance(old, str) else Kind.SCALAR
+    same_kind = [name for name, kind in scope.items() if kind is old_kind and name != old]
+    if rng.random() < settings.constant_probability or not same_kind:
+        if isinstance(old, str):
+            new: str | float = random_constant(rng)
+        else:
+            new = mutate_constant_value(rng, old, settings.constant_reset_probability)
+    else:
+        new = same_kind[int(rng.integers(len(same_kind)))]
+    return _with_argument(program, index, position, new)
+
+
+def _mutate_constant(rng: np.random.Generator, program: Program, settings: MutationSettings) -> Program:
+    places = [
+        (i, j)
+        for i, s in enumerate(program.statements)
+        for j, a in enumerate(s.args)
+        if not isinstance(a, str)
+    ]
+    index, position = places[int(rng.integers(len(places)))]
+    old = program.statements[index].args[position]
+    return _with_argument(
+        program, index, position, mutate_constant_value(rng, old, settings.constant_reset_probability)
+    )
+
+
+def _with_argument(program: Program, index: int, position: int, value: str | float) -> Program:
+    statement = program.statements[index]
+    args = list(statement.args)
+    args[position] = value
+    statements = list(program.statements)
+    statements[index] = Statement(statement.target, statement.op, tuple(args))
+    return program.replace_statements(statements)
+
+
+_MUTATIONS = {
+    "insert": _insert,
+    "delete": _delete,
+    "modify_argument": _modify_argument,
+    "mutate_constant": _mutate_constant,
+}

@@ -1,0 +1,139 @@
+"""A run directory: the resolved config, append-only logs, atomic checkpoints, the best program.
+
+Layout::
+
+    config.yaml            the resolved configuration (every default written out)
+    individuals.jsonl      one line per individual, appended as it is recorded
+    meta_validation.jsonl  one line per meta-validation of the current best
+    checkpoint.json        the search state at some point, replaced atomically
+    best.txt               the best program so far, with its fitness as a comment
+
+Every log line carries ``seq``, one counter shared by both logs, so the order of events
+is known. A checkpoint stores the ``seq`` it covers; on resume the lines after it are
+replayed (``Search`` re-derives the same state from them), so nothing completed is lost
+even after ``kill -9``. A line torn by a kill is dropped (and cut from the file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ._config import Config, dump_config, load_config
+
+CONFIG = "config.yaml"
+INDIVIDUALS = "individuals.jsonl"
+META_VALIDATION = "meta_validation.jsonl"
+CHECKPOINT = "checkpoint.json"
+BEST = "best.txt"
+
+
+class RunDirectoryError(RuntimeError):
+    """A run directory that cannot be created, read or resumed."""
+
+
+class RunDirectory:
+    """Files of one search run. Use ``create`` for a new run, ``open`` to resume one."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._files: dict[str, object] = {}
+
+    @classmethod
+    def create(cls, path: str | Path, config: Config) -> RunDirectory:
+        """Make a new run directory holding ``config``.
+
+        Raises:
+          RunDirectoryError: if ``path`` exists and is not an empty directory.
+        """
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise RunDirectoryError(f"{path} already exists and is not empty; use 'symdisc resume {path}'")
+        path.mkdir(parents=True, exist_ok=True)
+        _write_atomically(path / CONFIG, dump_config(config))
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDirectory:
+        """An existing run directory.
+
+        Raises:
+          RunDirectoryError: if it has no ``config.yaml``.
+        """
+        path = Path(path)
+        if not (path / CONFIG).is_file():
+            raise RunDirectoryError(f"{path} is not a run directory (no {CONFIG})")
+        return cls(path)
+
+    def config(self) -> Config:
+        return load_config(self.path / CONFIG)
+
+    # -- logs ---------------------------------------------------------------------------
+
+    def append(self, record: dict, log: str = INDIVIDUALS) -> None:
+        """Append one JSON line to ``log`` and flush it to the OS (survives a killed process)."""
+        file = self._files.get(log)
+        if file is None:
+            file = self._files[log] = open(self.path / log, "a", encoding="utf-8")
+        file.write(json.dumps(record, allow_nan=False) + "\n")
+        file.flush()
+
+    def records_after(self, seq: int) -> list[dict]:
+        """Log records of both logs with ``seq`` greater than ``seq``, in ``seq`` order.
+
+        Repairs a torn last line (from a killed process) by cutting it from the file.
+        """
+        records = []
+        for log in (INDIVIDUALS, META_VALIDATION):
+            for record in self._read_log(log):
+                if record["seq"] > seq:
+                    record["_log"] = log
+                    records.append(record)
+        records.sort(key=lambda r: r["seq"])
+        return records
+
+    def read_log(self, log: str = INDIVIDUALS) -> list[dict]:
+        """Every complete record of ``log``."""
+        return self._read_log(log)
+
+    def _read_log(self, log: str) -> list[dict]:
+        file = self.path / log
+        if not file.is_file():
+            return []
+        data = file.read_bytes()
+        complete = data.rfind(b"\n") + 1
+        if complete < len(data):  # a line torn by a kill: it was never acknowledged
+            with open(file, "r+b") as handle:
+                handle.truncate(complete)
+        return [json.loads(line) for line in data[:complete].decode("utf-8").splitlines() if line]
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def write_checkpoint(self, state: dict) -> None:
+        """Replace ``checkpoint.json`` atomically (a temp file, then ``os.replace``)."""
+        _write_atomically(self.path / CHECKPOINT, json.dumps(state, allow_nan=False))
+
+    def read_checkpoint(self) -> dict | None:
+        file = self.path / CHECKPOINT
+        if not file.is_file():
+            return None
+        return json.loads(file.read_text())
+
+    def write_best(self, program_text: str, header: str) -> None:
+        lines = "".join(f"# {line}\n" for line in header.splitlines())
+        _write_atomically(self.path / BEST, lines + program_text)
+
+    def close(self) -> None:
+        for file in self._files.values():
+            file.close()
+        self._files.clear()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
