@@ -315,13 +315,13 @@ def functional_hash(program: Program | str) -> str:
 
 
 def _is_shape(x: Any) -> bool:
-    return isinstance(x, tuple) and all(type(d) is int and d >= 0 for d in x)
+    return isinstance(x, tuple) and all(type(d) is int for d in x)
 
 
 def param_leaf_shapes(params_example: Any) -> tuple[tuple[int, ...], ...]:
     """The leaf shapes of a parameter tree whose leaves are float arrays or shapes.
 
-    A tuple of non-negative ints is read as a shape (so ``()`` is a scalar parameter).
+    A tuple of ints is read as a shape (so ``()`` is a scalar parameter).
 
     Raises:
       ValueError: naming the key path of the first bad leaf, or if there is none.
@@ -336,6 +336,8 @@ def param_leaf_shapes(params_example: Any) -> tuple[tuple[int, ...], ...]:
     for path, leaf in leaves:
         where = f"params_example{jax.tree_util.keystr(path)}"
         if _is_shape(leaf):
+            if any(d < 0 for d in leaf):
+                raise ValueError(f"{where}: shape {leaf} has a negative dimension")
             shapes.append(leaf)
             continue
         dtype = getattr(leaf, "dtype", None)
