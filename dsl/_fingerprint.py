@@ -86,7 +86,7 @@ def _round_relative(x: np.ndarray) -> np.ndarray:
     return np.ldexp(np.round(mantissa * 2.0**SIGNIFICANT_BITS), exponent - SIGNIFICANT_BITS) + 0.0
 
 
-def probe_updates(program: Program) -> list[tuple[np.ndarray, ...]]:
+def probe_updates(program: Program | str) -> list[tuple[np.ndarray, ...]]:
     """The pruned program's updates on the probe, one tuple of arrays per step.
 
     Raises:
@@ -112,7 +112,7 @@ def probe_updates(program: Program) -> list[tuple[np.ndarray, ...]]:
     return updates
 
 
-def fingerprint(program: Program) -> str:
+def fingerprint(program: Program | str) -> str:
     """Hex digest of the rounded updates of ``program`` on the fixed probe.
 
     Raises:

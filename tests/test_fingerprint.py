@@ -1,0 +1,147 @@
+"""Numeric fingerprint: algebraically equal programs collide, different optimizers do not."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dsl
+from dsl import _fingerprint
+from dsl._random import random_program
+
+
+def body(lines: str, signature: str = "w, g, m, lr", returns: str = "update, m") -> dsl.Program:
+    text = f"def train({signature}):\n" + "".join(
+        f"  {line.strip()}\n" for line in lines.strip().splitlines()
+    )
+    return dsl.parse(text + f"  return {returns}\n")
+
+
+EQUAL_FUNCTIONS = {
+    "sign as m / |m|": (
+        "m = interp(g, m, 0.9)\nupdate = sign(m)",
+        "m = interp(g, m, 0.9)\nm2 = m * m\nr = sqrt(m2)\nupdate = m / r",
+    ),
+    "sign as g / sqrt(g * g)": ("update = sign(g)", "g2 = g * g\nr = sqrt(g2)\nupdate = g / r"),
+    "interp as a weighted sum": (
+        "m = interp(g, m, 0.9)\nupdate = m * lr",
+        "a = m * 0.9\nb = g * 0.1\nm = a + b\nupdate = m * lr",
+    ),
+    "interp as g + 0.9 (m - g)": (
+        "m = interp(g, m, 0.9)\nupdate = m * lr",
+        "d = m - g\ne = d * 0.9\nm = g + e\nupdate = lr * m",
+    ),
+    "square as a product": ("update = square(g)", "update = g * g"),
+    "lr scaling associates": ("t = g * lr\nupdate = t * 0.01", "t = lr * 0.01\nupdate = g * t"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EQUAL_FUNCTIONS))
+def test_algebraically_equal_programs_collide(case):
+    a, b = (body(text) for text in EQUAL_FUNCTIONS[case])
+    assert dsl.functional_hash(a) != dsl.functional_hash(b)  # the structural hash cannot see it
+    assert dsl.fingerprint(a) == dsl.fingerprint(b)
+
+
+DIFFERENT_FUNCTIONS = {
+    "sign of momentum vs of gradient": (
+        "m = interp(g, m, 0.9)\nupdate = sign(m)",
+        "m = interp(g, m, 0.9)\nupdate = sign(g)",
+    ),
+    "beta 0.9 vs 0.91": ("m = interp(g, m, 0.9)\nupdate = m * lr", "m = interp(g, m, 0.91)\nupdate = m * lr"),
+    "lr squared vs lr times a constant": ("t = lr * lr\nupdate = g * t", "t = lr * 0.75\nupdate = g * t"),
+    "abs vs identity": ("update = abs(g)", "update = g * 1.0"),
+    "norm per array vs global": ("n = norm(g)\nupdate = g / n", "n = global_norm(g)\nupdate = g / n"),
+    "weights vs gradient": ("update = w * lr", "update = g * lr"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DIFFERENT_FUNCTIONS))
+def test_different_functions_do_not_collide(case):
+    a, b = (body(text) for text in DIFFERENT_FUNCTIONS[case])
+    assert dsl.fingerprint(a) != dsl.fingerprint(b)
+
+
+def _lion(b1: float, b2: float, wd: float = 0.01, lr: float = 0.0001) -> dsl.Program:
+    return body(
+        f"update = interp(g, m, {b1})\nupdate = sign(update)\nm = interp(g, m, {b2})\n"
+        f"wd = w * {wd}\nupdate = update + wd\nlr = lr * {lr}\nupdate = update * lr"
+    )
+
+
+def test_no_two_library_optimizers_or_lion_variants_collide():
+    programs = {name: dsl.library.load(name) for name in dsl.library.names()}
+    programs["lion_lm"] = _lion(0.95, 0.98)
+    programs["lion_swapped_betas"] = _lion(0.99, 0.9)
+    programs["lion_wd_0.1"] = _lion(0.9, 0.99, wd=0.1)
+    programs["lion_lr_3e-4"] = _lion(0.9, 0.99, lr=0.0003)
+    fingerprints = {name: dsl.fingerprint(p) for name, p in programs.items()}
+    for (a, fa), (b, fb) in itertools.combinations(fingerprints.items(), 2):
+        assert fa != fb, f"{a} and {b} collide"
+    assert fingerprints["lion"] == dsl.fingerprint(_lion(0.9, 0.99))
+
+
+def test_a_value_that_needs_every_step_through_four_slots_is_seen():
+    chain = "update = r * lr\nr = {f}(s)\ns = {f}(v)\nv = {f}(m)\nm = {f}(g)"
+    signature, returns = "w, g, m, v, s, r, lr", "update, m, v, s, r"
+    absolute = body(chain.format(f="abs"), signature, returns)
+    squared = body(chain.format(f="square"), signature, returns)
+    assert dsl.analyze(absolute).live_state_slots == ("m", "v", "s", "r")
+    assert dsl.fingerprint(absolute) != dsl.fingerprint(squared)
+    # The value arrives at the last probe step only.
+    updates = _fingerprint.probe_updates(absolute)
+    assert all(np.all(leaf == 0) for update in updates[:-1] for leaf in update)
+    assert all(np.all(leaf != 0) for leaf in updates[-1])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), length=st.integers(1, 25), slots=st.integers(0, 4))
+def test_equal_hashes_imply_equal_fingerprints(seed, length, slots):
+    # Renaming, permuting slots, reordering and dead code keep the hash: the function
+    # must stay the same too, which the fingerprint checks numerically.
+    rng = np.random.default_rng(seed)
+    program = random_program(rng, length, slots)
+    reordered = dsl.Program(tuple(reversed(program.state)), program.statements)
+    assert dsl.functional_hash(reordered) == dsl.functional_hash(program)
+    assert dsl.fingerprint(reordered) == dsl.fingerprint(program)
+    assert dsl.fingerprint(dsl.prune(program)) == dsl.fingerprint(program)
+
+
+def test_nan_and_inf_are_fixed_tokens_without_warnings():
+    minus_inf = body("z = g * 0.0\nupdate = log(z)")
+    nan = body("z = g * 0.0\nl = log(z)\nupdate = l - l")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fingerprints = {dsl.fingerprint(p) for p in (minus_inf, nan, body("update = g * lr"))}
+    assert len(fingerprints) == 3
+    assert dsl.fingerprint(nan) == dsl.fingerprint(
+        body("z = g * 0.0\nl = log(z)\nupdate = l + z\nupdate = update - l")
+    )
+
+
+def test_the_probe_keeps_moving_averages_away_from_zero():
+    _, gradients, lrs, steps = _fingerprint.probe()
+    assert len(gradients) == _fingerprint.STEPS == len(lrs) == len(steps)
+    flat = np.stack([np.concatenate([leaf.ravel() for leaf in g]) for g in gradients])
+    assert np.all(np.abs(flat) >= 1.0)
+    for decay in (0.5, 0.9):
+        average = np.zeros(flat.shape[1])
+        for row in flat:
+            average = decay * average + (1 - decay) * row
+            assert np.all(np.abs(average) >= 0.5 * (1 - decay))
+    assert len(set(map(float, lrs))) == len(lrs)
+
+
+def test_the_fingerprint_is_stable():
+    # Stored with cached results; lion uses only IEEE-exact operations here.
+    assert dsl.fingerprint(dsl.library.load("lion")) == "3609f38564261af0d035c5d750211bcd"
+
+
+def test_invalid_programs_raise():
+    with pytest.raises(dsl.ProgramError, match="line 3: the returned update must be a tree"):
+        dsl.fingerprint("def train(w, g, lr):\n  update = norm(g)\n  return update\n")
