@@ -81,7 +81,7 @@ class SearchSection:
         "adamw_paper", "a library program name or a program file path", _task_name, "the warm start"
     )
     population_size: int = _spec(1000, "an int >= 3", lambda x: _is_int(x) and x >= 3, "P")
-    tournament_size: int = _spec(2, "an int >= 2", lambda x: _is_int(x) and x >= 2, "T < P")
+    tournament_size: int = _spec(2, "an int >= 2 and < search.population_size", lambda x: _is_int(x) and x >= 2, "T < P")
     parallel_searches: int = _spec(
         1, "an int >= 1", _positive_int, "independent populations, all started from the initial program"
     )
@@ -235,10 +235,34 @@ def config_from_dict(data: Any) -> Config:
             f"an int >= 2 and < search.population_size ({search.population_size})",
             search.tournament_size,
         )
+    _check_names(config)
     budget = config.budget
     if budget.programs is None and budget.evaluations is None and budget.wall_seconds is None:
         raise ConfigError("budget", "at least one of programs, evaluations, wall_seconds", None)
     return config
+
+
+def _check_names(config: Config) -> None:
+    """Task names exist in the registry; the initial program loads and type-checks."""
+    import proxy_tasks
+    from dsl import ProgramError
+    from dsl.library import load_program
+
+    known = proxy_tasks.names()
+    for path, name in (
+        ("task.name", config.task.name),
+        ("meta_validation.task", config.meta_validation.task),
+    ):
+        if name is not None and name not in known:
+            raise ConfigError(path, f"a proxy task name ({', '.join(known)})", name)
+    try:
+        load_program(config.search.initial_program).kinds  # noqa: B018 (type-checks)
+    except (FileNotFoundError, ProgramError) as error:
+        raise ConfigError(
+            "search.initial_program",
+            f"a library program name or a valid program file ({error})",
+            config.search.initial_program,
+        ) from None
 
 
 def load_config(path: str | Path) -> Config:

@@ -1,0 +1,136 @@
+"""Search configs: the shipped YAML files load; bad keys, types and values name the key path."""
+
+from pathlib import Path
+
+import pytest
+
+from search import ConfigError, config_from_dict, load_config
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+BUDGET = {"budget": {"evaluations": 10}}
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "default.yaml"])
+def test_shipped_configs_load(name):
+    config = load_config(CONFIGS / name)
+    assert config.search.tournament_size < config.search.population_size
+
+
+def test_default_yaml_is_the_paper_setting():
+    config = load_config(CONFIGS / "default.yaml")
+    assert (config.search.population_size, config.search.tournament_size) == (1000, 2)
+    assert config.search.initial_program == "adamw_paper"
+    weights = {k: v for k, v in config.mutation.weights.items() if v > 0}
+    assert weights == {"insert": 1.0, "delete": 1.0, "modify_argument": 1.0}
+
+
+def test_default_yaml_writes_every_key_out():
+    """default.yaml documents the full configuration: it sets every field explicitly."""
+    import dataclasses
+
+    import yaml
+
+    from search import Config
+
+    data = yaml.safe_load((CONFIGS / "default.yaml").read_text())
+
+    def keys(cls, prefix=""):
+        out = set()
+        for f in dataclasses.fields(cls):
+            if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+                out |= keys(f.default_factory, f"{prefix}{f.name}.")
+            else:
+                out.add(prefix + f.name)
+        return out
+
+    def present(d, prefix=""):
+        out = set()
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "weights":
+                out |= present(v, f"{prefix}{k}.")
+            else:
+                out.add(prefix + k)
+        return out
+
+    assert keys(Config) == present(data)
+
+
+def test_missing_keys_take_defaults():
+    config = config_from_dict(BUDGET)
+    assert config.search.mode == "evolution"
+    assert config.mutation.weights == {"insert": 1.0, "delete": 1.0, "modify_argument": 1.0}
+    assert config.budget.evaluations == 10
+
+
+def test_config_is_frozen():
+    config = config_from_dict(BUDGET)
+    with pytest.raises(AttributeError):
+        config.seed = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            {"search": {"tournament_size": 1}},
+            "search.tournament_size: expected an int >= 2 and < search.population_size, got 1",
+        ),
+        (
+            {"search": {"population_size": 5, "tournament_size": 5}},
+            "search.tournament_size: expected an int >= 2 and < search.population_size (5), got 5",
+        ),
+        ({"serch": {}}, "serch: expected one of the keys seed, task, search"),
+        ({"search": {"popsize": 3}}, "search.popsize: expected one of the keys mode, initial_program"),
+        ({"budget": {"evaluations": "many"}}, "budget.evaluations: expected null or an int >= 1, got 'many'"),
+        ({"budget": {"evaluations": 2.5}}, "budget.evaluations: expected null or an int >= 1, got 2.5"),
+        ({"budget": {"evaluations": True}}, "budget.evaluations: expected null or an int >= 1, got True"),
+        ({"budget": {}}, "budget: expected at least one of programs, evaluations, wall_seconds"),
+        (
+            {"search": {"mode": "greedy"}},
+            "search.mode: expected one of evolution, constants_only, random, got 'greedy'",
+        ),
+        ({"mutation": {"weights": {"swap": 1}}}, "mutation.weights: expected a mapping from insert, delete"),
+        ({"mutation": {"weights": {"insert": 0}}}, "mutation.weights: expected a mapping"),
+        ({"mutation": {"weights": {"insert": -1, "delete": 2}}}, "mutation.weights: expected a mapping"),
+        (
+            {"mutation": {"constant_probability": 1.5}},
+            "mutation.constant_probability: expected a number in [0, 1], got 1.5",
+        ),
+        ({"task": {"name": "imagenet"}}, "task.name: expected a proxy task name ("),
+        ({"meta_validation": {"task": "nope"}}, "meta_validation.task: expected a proxy task name ("),
+        (
+            {"search": {"initial_program": "adamw_typo"}},
+            "search.initial_program: expected a library program name",
+        ),
+        ({"workers": {"backend": "mpi"}}, "workers.backend: expected one of ray, inprocess, got 'mpi'"),
+        ({"search": []}, "search: expected a mapping of keys, got []"),
+    ],
+)
+def test_bad_configs_name_the_key_and_the_expected_form(data, message):
+    data = {**BUDGET, **data} if "budget" not in data else data
+    with pytest.raises(ConfigError) as error:
+        config_from_dict(data)
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_load_config_prefixes_the_file_name(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("budget:\n  evaluations: 10\nsearch:\n  tournament_size: 0\n")
+    with pytest.raises(ConfigError, match=r"^bad.yaml: search.tournament_size: expected an int >= 2"):
+        load_config(path)
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("search: [unclosed\n")
+    with pytest.raises(ConfigError, match="expected valid YAML"):
+        load_config(path)
+
+
+def test_initial_program_may_be_a_file(tmp_path):
+    program = tmp_path / "mine.txt"
+    program.write_text(
+        "def train(w, g, m, lr):\n  m = interp(g, m, 0.9)\n  update = m * lr\n  return update, m\n"
+    )
+    config = config_from_dict({**BUDGET, "search": {"initial_program": str(program)}})
+    assert config.search.initial_program == str(program)

@@ -1,0 +1,145 @@
+"""Mutations: every kind occurs, breeding yields only valid children, constants move as the paper says."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from dsl import analyze, library, parse
+from search import MUTATION_KINDS, MutationSettings, mutate
+from search._mutation import mutate_constant_value
+
+ALL_KINDS = MutationSettings(weights=dict.fromkeys(MUTATION_KINDS, 1.0), max_length=30)
+
+
+def _valid_and_new(parent, child) -> bool:
+    analysis = analyze(child)
+    return analysis.valid and analysis.hash != analyze(parent).hash
+
+
+@pytest.mark.parametrize("name", ["adamw_paper", "lion", "sgd", "adabelief"])
+def test_every_kind_occurs_and_makes_valid_distinct_children(name):
+    rng = np.random.default_rng(0)
+    parent = library.load(name)
+    useful = Counter()
+    tried = Counter()
+    for _ in range(600):
+        child, kind = mutate(rng, parent, ALL_KINDS)
+        tried[kind] += 1
+        if _valid_and_new(parent, child):
+            useful[kind] += 1
+    kinds = set(MUTATION_KINDS)
+    if not any(not isinstance(a, str) for s in parent.statements for a in s.args):
+        kinds.discard("mutate_constant")  # no constant to change
+    assert set(useful) == kinds, (tried, useful)
+
+
+def test_insert_adds_one_statement_and_delete_removes_one():
+    rng = np.random.default_rng(1)
+    parent = library.load("adamw_paper")
+    n = len(parent.statements)
+    for kind, delta in (("insert", 1), ("delete", -1)):
+        settings = MutationSettings(weights={kind: 1.0})
+        for _ in range(50):
+            child, got = mutate(rng, parent, settings)
+            assert got == kind
+            if child != parent:
+                assert len(child.statements) == n + delta
+
+
+def test_insert_targets_new_and_existing_variables():
+    rng = np.random.default_rng(2)
+    parent = library.load("adamw_paper")
+    existing = {s.target for s in parent.statements} | set(parent.state) | {"lr"}
+    new, old = 0, 0
+    for _ in range(200):
+        child, _ = mutate(rng, parent, MutationSettings(weights={"insert": 1.0}))
+        added = (Counter(child.statements) - Counter(parent.statements)).keys()
+        for statement in added:
+            if statement.target in existing:
+                old += 1
+            else:
+                new += 1
+    assert new > 20 and old > 20
+
+
+def test_max_length_is_never_exceeded():
+    rng = np.random.default_rng(3)
+    settings = MutationSettings(weights={"insert": 1.0, "delete": 0.2}, max_length=12)
+    program = library.load("adamw_paper")
+    for _ in range(300):
+        child, _ = mutate(rng, program, settings)
+        assert len(child.statements) <= 12
+        if analyze(child).valid:
+            program = child
+    assert len(program.statements) == 12
+
+
+def test_modify_argument_keeps_the_kind_of_a_variable_argument():
+    """A variable argument becomes another variable of the same kind, or a constant."""
+    rng = np.random.default_rng(4)
+    parent = library.load("adamw_paper")
+    settings = MutationSettings(weights={"modify_argument": 1.0}, constant_probability=0.0)
+    changed = 0
+    for _ in range(200):
+        child, _ = mutate(rng, parent, settings)
+        if child == parent:
+            continue
+        changed += 1
+        # same kind everywhere means the child always type-checks
+        assert analyze(child).valid, child.to_text()
+        assert child.kinds == parent.kinds
+    assert changed > 100
+
+
+def test_constants_only_mutation_keeps_the_structure():
+    rng = np.random.default_rng(5)
+    parent = library.load("adamw_paper")
+    settings = MutationSettings(weights={"mutate_constant": 1.0})
+    for _ in range(100):
+        child, kind = mutate(rng, parent, settings)
+        assert kind == "mutate_constant"
+        assert [(s.target, s.op) for s in child.statements] == [(s.target, s.op) for s in parent.statements]
+        diffs = [
+            (a, b)
+            for s, t in zip(parent.statements, child.statements, strict=True)
+            for a, b in zip(s.args, t.args, strict=True)
+            if a != b
+        ]
+        assert len(diffs) <= 1
+        assert all(isinstance(a, float) and isinstance(b, float) for a, b in diffs)
+
+
+def test_constant_mutation_is_a_fresh_draw_or_a_power_of_two_scaling():
+    rng = np.random.default_rng(6)
+    fresh = [mutate_constant_value(rng, 0.001, reset_probability=1.0) for _ in range(4000)]
+    assert abs(np.mean(fresh)) < 0.1 and abs(np.std(fresh) - 1.0) < 0.1
+    scaled = [mutate_constant_value(rng, 0.001, reset_probability=0.0) for _ in range(4000)]
+    exponents = np.log2(np.array(scaled) / 0.001)
+    assert all(s > 0 for s in scaled)  # scaling keeps the sign
+    assert abs(np.mean(exponents)) < 0.1 and abs(np.std(exponents) - 1.0) < 0.1
+
+
+def test_mutation_is_deterministic_given_the_seed():
+    parent = library.load("lion")
+
+    def chain(seed):
+        rng = np.random.default_rng(seed)
+        program, out = parent, []
+        for _ in range(30):
+            program, kind = mutate(rng, program, ALL_KINDS)
+            out.append((kind, program.to_text()))
+            if not analyze(program).valid:
+                program = parent
+        return out
+
+    assert chain(7) == chain(7)
+    assert chain(7) != chain(8)
+
+
+def test_a_program_without_applicable_mutations_is_returned_unchanged():
+    program = parse("def train(w, g, lr):\n  update = sign(g)\n  return update\n")
+    child, kind = mutate(
+        np.random.default_rng(0), program, MutationSettings(weights={"mutate_constant": 1.0})
+    )
+    assert (child, kind) == (program, "none")
