@@ -1,0 +1,86 @@
+"""``symdisc check`` and ``symdisc show --graph``."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import dsl
+from symdisc.cli import main
+
+REDUNDANT = """\
+# two dead statements and an unused slot
+def train(w, g, m, v, lr):
+  v = square(g)
+  m = interp(g, m, 0.9)
+  t = norm(m)
+  update = m * lr
+  v = abs(m)
+  return update, m, v
+"""
+
+
+def test_check_reports_hash_fingerprint_live_state_and_redundant_lines(tmp_path, capsys):
+    path = tmp_path / "redundant.txt"
+    path.write_text(REDUNDANT)
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    program = dsl.parse(REDUNDANT)
+    assert f"{path}: valid (5 statements, 2 state slots)" in out
+    assert f"hash:         {dsl.functional_hash(program)}" in out
+    assert f"fingerprint:  {dsl.fingerprint(program)}" in out
+    assert "live state:   m\n" in out
+    assert "unused state: v " in out
+    assert "redundant:    3 of 5 statements (60%)" in out
+    assert "    line 3: v = square(g)\n    line 5: t = norm(m)\n    line 7: v = abs(m)\n" in out
+
+
+def test_check_of_a_clean_library_program(capsys):
+    assert main(["check", "lion"]) == 0
+    out = capsys.readouterr().out
+    assert "lion: valid (7 statements, 1 state slot)" in out
+    assert "redundant:    0 of 7 statements (0%)" in out
+    assert "unused state" not in out
+
+
+def test_check_of_an_invalid_program_names_the_line(tmp_path, capsys):
+    path = tmp_path / "bad.txt"
+    path.write_text("def train(w, g, lr):\n  n = norm(lr)\n  update = g * n\n  return update\n")
+    assert main(["check", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "invalid: line 2: norm reduces a tree, got a scalar" in captured.err
+    assert captured.out == ""
+
+
+def test_show_graph_prints_dot(capsys):
+    assert main(["show", "--graph", "lion"]) == 0
+    out = capsys.readouterr().out
+    assert out == dsl.to_dot(dsl.dataflow(dsl.library.load("lion")))
+
+
+def test_show_without_graph_still_prints_the_program(capsys):
+    assert main(["show", "lion"]) == 0
+    assert capsys.readouterr().out == dsl.library.load("lion").to_text()
+
+
+def test_png_needs_graph(capsys):
+    assert main(["show", "lion", "--png", "x.png"]) == 2
+    assert "--png needs --graph" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("dot") is not None, reason="Graphviz is installed")
+def test_png_without_graphviz_says_so(tmp_path, capsys):
+    target = tmp_path / "lion.png"
+    assert main(["show", "--graph", "lion", "--png", str(target)]) == 1
+    captured = capsys.readouterr()
+    assert "Graphviz 'dot' is not installed" in captured.err
+    assert captured.out.startswith("digraph train {")
+    assert not target.exists()
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+def test_png_with_graphviz(tmp_path):
+    target = tmp_path / "lion.png"
+    assert main(["show", "--graph", "lion", "--png", str(target)]) == 0
+    assert target.read_bytes().startswith(b"\x89PNG")
