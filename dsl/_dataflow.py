@@ -96,9 +96,15 @@ def _quote(text: str) -> str:
 def to_dot(graph: nx.DiGraph) -> str:
     """Graphviz DOT text for a graph from ``dataflow`` (no pydot needed).
 
-    Redundant statements are grey and dashed; next-step edges are dashed.
+    Redundant statements and unused state slots are grey and dashed; next-step
+    edges are dashed.
     """
-    lines = ["digraph train {", "  rankdir=TB;", '  node [fontname="Helvetica", fontsize=11];']
+    lines = [
+        "digraph train {",
+        "  rankdir=TB;",
+        '  node [fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=9];',
+    ]
     for node, data in graph.nodes(data=True):
         kind = data["kind"]
         if kind == "statement":
@@ -110,7 +116,10 @@ def to_dot(graph: nx.DiGraph) -> str:
             )
         elif kind == "input":
             label = data["label"]
-            style = "shape=ellipse"
+            unused_slot = data["live"] is False
+            style = (
+                "shape=ellipse, style=dashed, color=grey, fontcolor=grey" if unused_slot else "shape=ellipse"
+            )
         elif kind == "constant":
             label = data["label"]
             style = "shape=plaintext"
