@@ -1,0 +1,149 @@
+"""A small vision transformer for scikit-learn's 8x8 handwritten digits.
+
+Patch embedding (non-overlapping ``patch_size`` squares, one linear map), a learned
+position embedding, ``depth`` pre-LayerNorm blocks of multi-head self-attention and a
+GELU MLP, a final LayerNorm, mean pooling (or a learned CLS token) and a linear head
+initialised to zero, so the loss at initialisation is exactly ln(10).
+
+Inputs are float32 images ``[batch, 8, 8]`` or flattened ``[batch, 64]`` (reshaped here),
+already scaled by the data loader; labels are int32 class ids. The metric is accuracy.
+
+``VIT_SIZES`` are the funnel sizes: B is about 10x the training compute of A (steps x
+forward-backward FLOPs), C about 100x; ``training_flops`` computes the ratio.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ._task import Model
+from ._transformer import (
+    TRAINING_KEYS,
+    block,
+    block_forward_macs,
+    block_init,
+    block_name,
+    check_config,
+    dense,
+    dense_init,
+    layer_norm,
+    layer_norm_init,
+)
+
+VIT_DEFAULTS = {
+    "image_size": 8,
+    "patch_size": 2,
+    "width": 32,
+    "depth": 1,
+    "heads": 2,
+    "mlp_ratio": 2,
+    "pool": "mean",
+    "num_classes": 10,
+}
+
+VIT_SIZES = {
+    # 4 tokens of 4x4 pixels: the search proxy, about 0.2 s per evaluation on one core.
+    "a": dict(patch_size=4, width=32, depth=1, heads=2, mlp_ratio=2, steps=300, batch_size=64),
+    # 16 tokens of 2x2 pixels, two blocks: ~11x A's training FLOPs.
+    "b": dict(patch_size=2, width=32, depth=2, heads=2, mlp_ratio=2, steps=400, batch_size=64),
+    # Wider, larger batch (Lion's claimed regime): ~103x A's training FLOPs.
+    "c": dict(patch_size=2, width=64, depth=2, heads=4, mlp_ratio=2, steps=500, batch_size=128),
+}
+
+
+def vit_config(config: dict) -> dict:
+    """The full model config: defaults overridden by ``config`` (checked)."""
+    merged = check_config(config, VIT_DEFAULTS, TRAINING_KEYS, "vit")
+    if merged["image_size"] % merged["patch_size"]:
+        raise ValueError(
+            f"vit config: image_size {merged['image_size']} is not divisible by patch_size {merged['patch_size']}"
+        )
+    if merged["pool"] not in ("mean", "cls"):
+        raise ValueError(f"vit config: pool must be 'mean' or 'cls', got {merged['pool']!r}")
+    return merged
+
+
+def _token_count(c: dict) -> int:
+    return (c["image_size"] // c["patch_size"]) ** 2 + (c["pool"] == "cls")
+
+
+def forward_flops(config: dict) -> int:
+    """Forward FLOPs (2 x multiply-accumulates) of the model for one image."""
+    c = vit_config(config)
+    tokens = _token_count(c)
+    patches = (c["image_size"] // c["patch_size"]) ** 2
+    macs = patches * c["patch_size"] ** 2 * c["width"]
+    macs += c["depth"] * block_forward_macs(tokens, c["width"], c["mlp_ratio"] * c["width"])
+    macs += c["width"] * c["num_classes"]
+    return 2 * macs
+
+
+def training_flops(size: dict) -> int:
+    """Approximate FLOPs of a whole training run: steps x batch x 3 x forward."""
+    return size["steps"] * size["batch_size"] * 3 * forward_flops(size)
+
+
+def _patchify(images: jax.Array, image_size: int, patch_size: int) -> jax.Array:
+    """[batch, H, W] (or [batch, H*W]) -> [batch, patches, patch_size**2]."""
+    batch = images.shape[0]
+    grid = image_size // patch_size
+    x = images.reshape(batch, grid, patch_size, grid, patch_size)
+    return x.transpose(0, 1, 3, 2, 4).reshape(batch, grid * grid, patch_size * patch_size)
+
+
+def vit_logits(params: dict, images: jax.Array, config: dict) -> jax.Array:
+    """Class logits ``[batch, num_classes]`` for images ``[batch, 8, 8]`` or ``[batch, 64]``."""
+    c = vit_config(config)
+    x = dense(params["patch_embed"], _patchify(images, c["image_size"], c["patch_size"]))
+    if c["pool"] == "cls":
+        cls = jnp.broadcast_to(params["cls"], (x.shape[0], 1, c["width"]))
+        x = jnp.concatenate([cls, x], axis=1)
+    x = x + params["position"][None]
+    for i in range(c["depth"]):
+        x = block(params[block_name(i)], x, c["heads"], causal=False)
+    x = layer_norm(params["final_norm"], x)
+    pooled = x[:, 0] if c["pool"] == "cls" else jnp.mean(x, axis=1)
+    return dense(params["head"], pooled)
+
+
+def make_vit(config: dict) -> Model:
+    """A ViT classifier ``Model`` for the digits.
+
+    Args:
+      config: model keys of ``VIT_DEFAULTS`` (any subset); ``steps`` and ``batch_size``
+        may be present (a size dict) and are ignored here.
+
+    Raises:
+      ValueError: for an unknown key or an inconsistent value, naming it.
+    """
+    c = vit_config(config)
+    width, depth = c["width"], c["depth"]
+    patch_dim = c["patch_size"] ** 2
+    tokens = _token_count(c)
+
+    def init(key: jax.Array) -> dict:
+        keys = jax.random.split(key, depth + 3)
+        params = {
+            "patch_embed": dense_init(keys[0], patch_dim, width),
+            "position": 0.02 * jax.random.normal(keys[1], (tokens, width), jnp.float32),
+            "final_norm": layer_norm_init(width),
+            "head": {
+                "kernel": jnp.zeros((width, c["num_classes"]), jnp.float32),
+                "bias": jnp.zeros((c["num_classes"],), jnp.float32),
+            },
+        }
+        if c["pool"] == "cls":
+            params["cls"] = 0.02 * jax.random.normal(keys[2], (width,), jnp.float32)
+        for i in range(depth):
+            params[block_name(i)] = block_init(keys[3 + i], width, c["mlp_ratio"] * width, depth)
+        return params
+
+    def loss(params: dict, images: jax.Array, labels: jax.Array) -> jax.Array:
+        log_probs = jax.nn.log_softmax(vit_logits(params, images, c))
+        return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
+
+    def metric(params: dict, images: jax.Array, labels: jax.Array) -> jax.Array:
+        return jnp.mean((jnp.argmax(vit_logits(params, images, c), axis=-1) == labels).astype(jnp.float32))
+
+    return Model(init=init, loss=loss, metric=metric, metric_name="accuracy", higher_is_better=True)
