@@ -42,17 +42,23 @@ def slot_index(ref: int) -> int:
     return FIRST_SLOT - ref
 
 
-def _result_table(op) -> dict[tuple[Kind, ...], Kind | None]:
-    table: dict[tuple[Kind, ...], Kind | None] = {}
-    for combo in itertools.product(tuple(Kind), repeat=op.arity):
+# Kinds are small ints in the hot loop (Enum hashing runs Python code).
+_KINDS = (Kind.SCALAR, Kind.PER_ARRAY, Kind.TREE)
+_SCALAR, _TREE = 0, 2
+
+
+def _result_table(op) -> list[int]:
+    """Result kind code (or -1: does not type-check) indexed by the argument kind codes in base 3."""
+    table = []
+    for combo in itertools.product(_KINDS, repeat=op.arity):
         try:
-            table[combo] = op.result_kind(combo)
+            table.append(_KINDS.index(op.result_kind(combo)))
         except TypeError:
-            table[combo] = None
+            table.append(-1)
     return table
 
 
-# Built once from the registry: (op name) -> (argument kinds) -> result kind or None.
+# Built once from the registry: op name -> result kind code by argument kind codes.
 _RESULT_KIND = {name: _result_table(op) for name, op in OPS.items()}
 
 
@@ -79,34 +85,56 @@ class Resolved:
 
 def resolve(program: Program) -> Resolved:
     """Resolve arguments to references and infer kinds in one pass."""
-    current: dict[str, int] = {"w": W, "g": G, "lr": LR, "step": STEP}
-    kind_of: dict[str, Kind] = {"w": Kind.TREE, "g": Kind.TREE, "lr": Kind.SCALAR, "step": Kind.SCALAR}
+    # name -> (reference, kind code)
+    env: dict[str, tuple[int, int]] = {
+        "w": (W, _TREE),
+        "g": (G, _TREE),
+        "lr": (LR, _SCALAR),
+        "step": (STEP, _SCALAR),
+    }
     for i, name in enumerate(program.state):
-        current[name] = FIRST_SLOT - i
-        kind_of[name] = Kind.TREE
+        env[name] = (FIRST_SLOT - i, _TREE)
     refs = []
     kinds: list[Kind | None] = []
     well_typed = True
-    scalar = Kind.SCALAR
+    table = _RESULT_KIND
     for index, statement in enumerate(program.statements):
         args = statement.args
-        refs.append(tuple(current[a] if type(a) is str else a for a in args))
-        if well_typed:
-            kind = _RESULT_KIND[statement.op][tuple(kind_of[a] if type(a) is str else scalar for a in args)]
-            if kind is None:
-                well_typed = False
-            else:
-                kind_of[statement.target] = kind
+        arity = len(args)
+        # Unrolled by arity: this loop is most of analyze's time.
+        if arity == 2:
+            a, b = args
+            ra, ka = env[a] if type(a) is str else (a, _SCALAR)
+            rb, kb = env[b] if type(b) is str else (b, _SCALAR)
+            refs.append((ra, rb))
+            code = 3 * ka + kb
+        elif arity == 1:
+            a = args[0]
+            ra, code = env[a] if type(a) is str else (a, _SCALAR)
+            refs.append((ra,))
+        elif arity == 3:
+            a, b, c = args
+            ra, ka = env[a] if type(a) is str else (a, _SCALAR)
+            rb, kb = env[b] if type(b) is str else (b, _SCALAR)
+            rc, kc = env[c] if type(c) is str else (c, _SCALAR)
+            refs.append((ra, rb, rc))
+            code = 9 * ka + 3 * kb + kc
         else:
-            kind = None
-        kinds.append(kind)
-        current[statement.target] = index
+            refs.append(())
+            code = 0
+        kind = table[statement.op][code] if well_typed else -1
+        if kind < 0:
+            well_typed = False
+            kinds.append(None)
+        else:
+            kinds.append(_KINDS[kind])
+        env[statement.target] = (index, kind)
     if well_typed:
-        well_typed = all(kind_of[name] is Kind.TREE for name in program.outputs)
+        well_typed = all(env[name][1] == _TREE for name in program.outputs)
     return Resolved(
         tuple(refs),
-        current[program.update],
-        tuple(current[name] for name in program.state),
+        env[program.update][0],
+        tuple(env[name][0] for name in program.state),
         tuple(kinds),
         well_typed,
     )
@@ -327,24 +355,44 @@ def param_leaf_shapes(params_example: Any) -> tuple[tuple[int, ...], ...]:
       ValueError: naming the key path of the first bad leaf, or if there is none.
     """
     import jax
+
+    # Fast path (every call of analyze): leaves only; key paths only to explain an error.
+    shapes = []
+    for leaf in jax.tree_util.tree_leaves(params_example, is_leaf=_is_shape):
+        shape = _leaf_shape(leaf)
+        if shape is None:
+            break
+        shapes.append(shape)
+    else:
+        if shapes:
+            return tuple(shapes)
+        raise ValueError("the params example has no arrays")
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params_example, is_leaf=_is_shape)[0]:
+        if _leaf_shape(leaf) is None:
+            raise ValueError(f"params_example{jax.tree_util.keystr(path)}: {_leaf_problem(leaf)}")
+    raise AssertionError("unreachable")
+
+
+@functools.lru_cache(maxsize=64)
+def _is_float_dtype(dtype: Any) -> bool:
     import jax.numpy as jnp
 
-    leaves, _ = jax.tree_util.tree_flatten_with_path(params_example, is_leaf=_is_shape)
-    if not leaves:
-        raise ValueError("the params example has no arrays")
-    shapes = []
-    for path, leaf in leaves:
-        where = f"params_example{jax.tree_util.keystr(path)}"
-        if _is_shape(leaf):
-            if any(d < 0 for d in leaf):
-                raise ValueError(f"{where}: shape {leaf} has a negative dimension")
-            shapes.append(leaf)
-            continue
-        dtype = getattr(leaf, "dtype", None)
-        shape = getattr(leaf, "shape", None)
-        if dtype is None or shape is None:
-            raise ValueError(f"{where}: {leaf!r} is neither an array nor a shape (a tuple of ints)")
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise ValueError(f"{where}: parameters must be float arrays, got dtype {dtype}")
-        shapes.append(tuple(int(d) for d in shape))
-    return tuple(shapes)
+    return bool(jnp.issubdtype(dtype, jnp.floating))
+
+
+def _leaf_shape(leaf: Any) -> tuple[int, ...] | None:
+    if _is_shape(leaf):
+        return leaf if all(d >= 0 for d in leaf) else None
+    dtype = getattr(leaf, "dtype", None)
+    shape = getattr(leaf, "shape", None)
+    if dtype is None or shape is None or not _is_float_dtype(dtype):
+        return None
+    return tuple(int(d) for d in shape)
+
+
+def _leaf_problem(leaf: Any) -> str:
+    if _is_shape(leaf):
+        return f"shape {leaf} has a negative dimension"
+    if getattr(leaf, "dtype", None) is None or getattr(leaf, "shape", None) is None:
+        return f"{leaf!r} is neither an array nor a shape (a tuple of ints)"
+    return f"parameters must be float arrays, got dtype {leaf.dtype}"
