@@ -8,7 +8,7 @@ gives the ratio. ``fingerprint/s`` is the second-level deduplication (NumPy prob
 for information.
 
 Usage:
-  .venv/bin/python scripts/bench_abstract.py [--programs 2000] [--baseline-programs 60] [--repeats 3]
+  .venv/bin/python scripts/bench_abstract.py [--programs 2000] [--baseline-programs 60] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--baseline-programs", type=int, default=60, help="programs per length for eval_shape"
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
