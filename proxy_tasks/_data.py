@@ -14,7 +14,7 @@ DIGITS_VALIDATION_SIZE = 397
 DIGITS_SPLIT_SEED = 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_digits_dataset() -> Dataset:
     """scikit-learn's 8x8 handwritten digits, split once and for all.
 

@@ -35,16 +35,17 @@ data, so padding costs nothing) and ``lax.switch`` over the ops.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dsl import OPS, DIVISION_EPSILON, Kind, Program, ProgramError
+from dsl import DIVISION_EPSILON, OPS, Kind, Program, ProgramError
 
 REGISTER_W = 0
 REGISTER_G = 1
@@ -166,7 +167,7 @@ def encode(program: Program, buckets: tuple[tuple[int, int], ...] = BUCKETS) -> 
       ProgramError: if the program does not type-check or needs more statements or
         registers than the largest bucket.
     """
-    program.kinds  # type-check the original, so errors name its lines
+    _ = program.kinds  # type-check the original, so errors name its lines
     program = prune(program)
     kinds_of_results = program.kinds
     statements = program.statements
@@ -236,7 +237,7 @@ def encode(program: Program, buckets: tuple[tuple[int, int], ...] = BUCKETS) -> 
     kinds["lr"] = kinds["step"] = Kind.SCALAR
     for index, statement in enumerate(statements):
         opcode[index] = OPCODE[statement.op]
-        for slot, (arg, value) in enumerate(zip(statement.args, arg_values[index])):
+        for slot, (arg, value) in enumerate(zip(statement.args, arg_values[index], strict=True)):
             if value is None:
                 arg_is_constant[index, slot] = True
                 arg_constant[index, slot] = arg
@@ -287,7 +288,7 @@ class Layout:
 
     def segment_sums(self, x: jax.Array) -> jax.Array:
         """``[num_arrays]``: the sum of each segment (static slices)."""
-        return jnp.stack([jnp.sum(x[start : start + size]) for start, size in zip(self.starts, self.sizes)])
+        return jnp.stack([jnp.sum(x[start : start + size]) for start, size in zip(self.starts, self.sizes, strict=True)])
 
     def spread(self, per_segment: jax.Array) -> jax.Array:
         """``[N]``: each segment's value repeated over the segment."""
@@ -423,6 +424,11 @@ def initial_registers(bucket: tuple[int, int], layout: Layout) -> jax.Array:
     return jnp.zeros((FIXED_REGISTERS + bucket[1], layout.size), jnp.float32)
 
 
+@functools.lru_cache(maxsize=16)
+def _jitted_program_step(layout: Layout) -> Callable:
+    return jax.jit(make_program_step(layout))
+
+
 def execute(program: Program, w, g, state, lr, step=1):
     """One step of ``program`` through the interpreter, with ``dsl.execute``'s signature.
 
@@ -443,7 +449,7 @@ def execute(program: Program, w, g, state, lr, step=1):
     for k, slot in enumerate(state):
         registers = registers.at[REGISTER_STATE + k].set(ravel_pytree(slot)[0])
     code = {key: jnp.asarray(value) for key, value in encoded.arrays().items()}
-    update, registers = make_program_step(layout)(
+    update, registers = _jitted_program_step(layout)(
         code, registers, flat_w, ravel_pytree(g)[0], jnp.float32(lr), jnp.float32(step)
     )
     new_state = tuple(unravel(registers[REGISTER_STATE + k]) for k in range(encoded.num_state))

@@ -33,7 +33,7 @@ def make_mlp(config: dict) -> Model:
 
     def init(key):
         params = []
-        for layer, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        for layer, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
             scale = jnp.sqrt(2.0 / fan_in)
             weight = scale * jax.random.normal(jax.random.fold_in(key, layer), (fan_in, fan_out), jnp.float32)
             params.append({"w": weight, "b": jnp.zeros((fan_out,), jnp.float32)})

@@ -113,7 +113,7 @@ def build(task_config: TaskConfig) -> Task:
     raise ValueError(f"task {task_config.name!r}: unknown family {family!r}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def get(name: str) -> Task:
     """The task called ``name``, built once per process (its compilations are reused).
 

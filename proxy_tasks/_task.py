@@ -9,8 +9,9 @@ A model family (MLP, ViT, char-LM) provides a ``Model``; a data loader provides 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
