@@ -288,7 +288,9 @@ class Layout:
 
     def segment_sums(self, x: jax.Array) -> jax.Array:
         """``[num_arrays]``: the sum of each segment (static slices)."""
-        return jnp.stack([jnp.sum(x[start : start + size]) for start, size in zip(self.starts, self.sizes, strict=True)])
+        return jnp.stack(
+            [jnp.sum(x[start : start + size]) for start, size in zip(self.starts, self.sizes, strict=True)]
+        )
 
     def spread(self, per_segment: jax.Array) -> jax.Array:
         """``[N]``: each segment's value repeated over the segment."""

@@ -167,7 +167,9 @@ class Task:
         from ._interpreter import layout_of
 
         self.layout = layout_of(shapes)
-        self._data = tuple(jax.numpy.asarray(a) for a in (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val))
+        self._data = tuple(
+            jax.numpy.asarray(a) for a in (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val)
+        )
         self._interpreted = jax.jit(self._interpreted_run, static_argnums=2)
         self._direct_cache: dict[int, Callable] = {}
 
@@ -205,7 +207,9 @@ class Task:
             encoded = encode(program)
         except dsl.ProgramError as error:
             reason = f"invalid program: {error}"
-            return Result(WORST_FITNESS, float("nan"), float("nan"), 0, reason, time.perf_counter() - start), None
+            return Result(
+                WORST_FITNESS, float("nan"), float("nan"), 0, reason, time.perf_counter() - start
+            ), None
         code = {key: jax.numpy.asarray(value) for key, value in encoded.arrays().items()}
         outputs = self._interpreted(code, np.int32(seed), encoded.bucket[1], *self._data)
         return self._result(outputs, start)
@@ -260,7 +264,16 @@ class Task:
             return optax.apply_updates(w, updates), opt_state
 
         return self._loop(
-            params, optimizer.init(params), self.model.loss, apply, lambda w: w, seed, x_train, y_train, x_val, y_val
+            params,
+            optimizer.init(params),
+            self.model.loss,
+            apply,
+            lambda w: w,
+            seed,
+            x_train,
+            y_train,
+            x_val,
+            y_val,
         )
 
     def _loop(self, w, opt_state, loss_fn, apply, to_params, seed, x_train, y_train, x_val, y_val):
@@ -284,7 +297,9 @@ class Task:
             limit = jnp.where(t == 0, factor * loss, carry["limit"])
             finite = jnp.isfinite(loss)
             ok = finite & (loss <= limit)
-            w_new, opt_state = apply(carry["w"], g, carry["opt_state"], self.schedule(t), (t + 1).astype(jnp.float32))
+            w_new, opt_state = apply(
+                carry["w"], g, carry["opt_state"], self.schedule(t), (t + 1).astype(jnp.float32)
+            )
             code = jnp.where(finite, FAILURE_DIVERGED, FAILURE_NON_FINITE_LOSS)
             return {
                 "t": jnp.where(ok, t + 1, t),
@@ -310,10 +325,14 @@ class Task:
         carry = jax.lax.while_loop(cond, body, carry)
         params = to_params(carry["w"])
         metric = self.model.metric(params, x_val, y_val)
-        params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(params)]))
+        params_finite = jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(params)])
+        )
         failure = carry["failure"]
         failure = jnp.where((failure == FAILURE_NONE) & ~params_finite, FAILURE_NON_FINITE_PARAMS, failure)
-        failure = jnp.where((failure == FAILURE_NONE) & ~jnp.isfinite(metric), FAILURE_NON_FINITE_METRIC, failure)
+        failure = jnp.where(
+            (failure == FAILURE_NONE) & ~jnp.isfinite(metric), FAILURE_NON_FINITE_METRIC, failure
+        )
         return {
             "params": params,
             "steps": carry["t"],
@@ -332,7 +351,9 @@ class Task:
         loss = float(outputs["loss"])
         if failure_code == FAILURE_NONE:
             fitness = metric if self.model.higher_is_better else -metric
-            result = Result(fitness, metric, float(outputs["tail_loss"]), steps, None, time.perf_counter() - start)
+            result = Result(
+                fitness, metric, float(outputs["tail_loss"]), steps, None, time.perf_counter() - start
+            )
             return result, outputs["params"]
         failure = {
             FAILURE_NON_FINITE_LOSS: f"non-finite loss at step {steps + 1}",
@@ -340,5 +361,12 @@ class Task:
             FAILURE_NON_FINITE_PARAMS: f"non-finite parameters after step {steps}",
             FAILURE_NON_FINITE_METRIC: f"non-finite validation {self.model.metric_name} after step {steps}",
         }[failure_code]
-        result = Result(WORST_FITNESS, float("nan") if failure_code != FAILURE_NON_FINITE_METRIC else metric, loss, steps, failure, time.perf_counter() - start)
+        result = Result(
+            WORST_FITNESS,
+            float("nan") if failure_code != FAILURE_NON_FINITE_METRIC else metric,
+            loss,
+            steps,
+            failure,
+            time.perf_counter() - start,
+        )
         return result, outputs["params"]

@@ -44,14 +44,20 @@ def _cases():
             variants = list(itertools.product(*(ARGUMENTS[k] for k in kinds)))
             # The first and last variant (constants vs variables, g vs m) keep the table short.
             for args in dict.fromkeys([variants[0], variants[-1]]):
-                yield pytest.param(op.name, args, result_kind, id=f"{op.name}-{'-'.join(map(str, args)) or 'const'}")
+                yield pytest.param(
+                    op.name, args, result_kind, id=f"{op.name}-{'-'.join(map(str, args)) or 'const'}"
+                )
 
 
 def _program(op_name, args, result_kind) -> Program:
     statements = [*PRELUDE, Statement("r", op_name, tuple(args))]
     # The update must be a tree (add the gradient to a scalar or per-array result) and
     # must read the state, or pruning would (rightly) drop the state's statements.
-    statements.append(Statement("u", "add", ("r", "g")) if result_kind is not Kind.TREE else Statement("u", "multiply", ("r", 1.0)))
+    statements.append(
+        Statement("u", "add", ("r", "g"))
+        if result_kind is not Kind.TREE
+        else Statement("u", "multiply", ("r", 1.0))
+    )
     statements.append(Statement("update", "add", ("u", "m")))
     statements.append(Statement("m", "interp", ("g", "m", 0.9)))
     return Program(("m",), tuple(statements), "update")
@@ -88,7 +94,9 @@ def test_step_input_and_reassigned_inputs():
         "  update = update + v\n"
         "  return update, m, v\n"
     )
-    _assert_close(dsl.execute(program, W, G, (M, G), LR, STEP), _interpreter.execute(program, W, G, (M, G), LR, STEP))
+    _assert_close(
+        dsl.execute(program, W, G, (M, G), LR, STEP), _interpreter.execute(program, W, G, (M, G), LR, STEP)
+    )
 
 
 @pytest.mark.parametrize("name", dsl.library.names())
@@ -126,7 +134,10 @@ def test_temporaries_are_reused():
     encoded = _interpreter.encode(dsl.parse("\n".join(lines) + "\n"))
     assert encoded.length == 41
     assert encoded.bucket == (128, 64)
-    assert set(encoded.target[: encoded.length]) <= {_interpreter.FIXED_REGISTERS, _interpreter.FIXED_REGISTERS + 1}
+    assert set(encoded.target[: encoded.length]) <= {
+        _interpreter.FIXED_REGISTERS,
+        _interpreter.FIXED_REGISTERS + 1,
+    }
 
 
 def test_invalid_program_is_a_program_error():
