@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dsl import Program, parse
+from dsl import Program, parse, prune
 from dsl._random import random_program
 from dsl.library import load_program
 from proxy_tasks._task import Result
@@ -168,6 +168,7 @@ class Search:
         self._submitted: set[int] = set()
         self._done: deque[Completed] = deque()
         self._since_checkpoint = 0
+        self._best_changed = False
         self.capacity = 1
 
     # -- the loop -----------------------------------------------------------------------
@@ -191,10 +192,14 @@ class Search:
                 break
             completion = self._next_completion(evaluator)
             self._complete(completion)
+            if self._best_changed and not self._replay:
+                self._write_best()
             self.progress.update(self.stats())
             if not self._replay and self._since_checkpoint >= self.config.run.checkpoint_every:
                 self.checkpoint()
         self.finished = True
+        if self._best_changed:
+            self._write_best()
         self.checkpoint()
         self.progress.update(self.stats(), force=True)
         self.progress.close()
@@ -379,7 +384,7 @@ class Search:
         member = Member(pending.program, result.fitness, pending.hash)
         if self.best is None or result.fitness > self.best[2]:
             self.best = (pending.id, pending.program, result.fitness)
-            self._write_best()
+            self._best_changed = True  # best.txt is rewritten after this event (not mid-replay)
         if pending.mutation == "initial":
             self.members[pending.id] = member
             for island in self.islands:
@@ -448,11 +453,13 @@ class Search:
             )
 
     def _write_best(self) -> None:
+        self._best_changed = False
         best_id, program, fitness = self.best
-        self.rundir.write_best(
-            program.to_text(),
-            f"individual {best_id}, fitness {fitness} on {self.config.task.name} (seed {self.config.task.seed})",
-        )
+        pruned = prune(program)
+        header = f"individual {best_id}, fitness {fitness} on {self.config.task.name} (seed {self.config.task.seed})"
+        if pruned != program:
+            header += "\nwithout its redundant statements (same updates):\n" + pruned.to_text()
+        self.rundir.write_best(program.to_text(), header)
 
     # -- log, replay, checkpoints -------------------------------------------------------
 

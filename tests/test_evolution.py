@@ -22,6 +22,8 @@ def _allow_rank_promotion():
     """
     with jax.numpy_rank_promotion("allow"):
         yield
+
+
 STABLE = ("id", "parent", "island", "mutation", "program", "hash", "fitness", "failure", "cache_hit")
 
 
@@ -233,3 +235,20 @@ def test_meta_validation_logs_the_best_on_the_larger_task(tmp_path):
         # same task and seed: the meta-validation reproduces the search fitness
         assert line["fitness"] == pytest.approx(by_id[line["individual"]]["fitness"])
     assert len({line["individual"] for line in meta}) == len(meta)  # an unchanged best is not redone
+
+
+def test_an_exhausted_wall_time_budget_breeds_nothing_more(tmp_path):
+    # the warm start always runs; with no time left, no child is bred after it
+    config = make_config(budget={"programs": None, "wall_seconds": 1e-9})
+    search, records = run_search(tmp_path / "run", config)
+    assert [r["id"] for r in records] == [0]
+    assert search.finished
+
+
+def test_best_txt_shows_the_pruned_program(tmp_path):
+    search, records = run_search(tmp_path / "run", make_config(budget={"programs": 40}))
+    text = (tmp_path / "run" / "best.txt").read_text()
+    best = next(r for r in records if r["id"] == search.stats()["best_id"])
+    assert text.endswith(best["program"])
+    if analyze(parse(best["program"])).redundant:
+        assert "without its redundant statements" in text
