@@ -203,6 +203,8 @@ class Analysis:
     @property
     def redundant_lines(self) -> tuple[int, ...]:
         """The text lines of the redundant statements."""
+        if self.program is None:
+            return ()
         return tuple(self.program.line_of(i) for i in self.redundant)
 
     def raise_if_invalid(self) -> None:

@@ -138,7 +138,7 @@ def _statement_digests(program: Program, resolved: Resolved, live, slot_digest: 
             if digest is None:
                 digest = negate(children[0], floats[0])
         elif op == "max" or op == "min":
-            if children[0] == children[1] and not is_python_float:
+            if children[0] == children[1] and not floats[0]:
                 digest = children[0]
         if digest is None:
             if op in _COMMUTATIVE:

@@ -190,7 +190,7 @@ def test_constants_are_hashed_by_exact_value():
     assert hash_of(body("update = g * 0.5")) == hash_of(body("update = g * 0.50"))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(seed=SEEDS, length=st.integers(1, 30), slots=st.integers(0, 4))
 def test_changing_a_live_constant_changes_the_hash(seed, length, slots):
     rng = np.random.default_rng(seed)
@@ -251,6 +251,8 @@ NOT_FOLDED = [
     ("update = g * 1.0", "update = g * 1.0000001"),
     # 0.5 - 0.3 is Python float arithmetic in JAX execution; negative(0.3) is a float32 array.
     ("c = 0.5 - 0.3\nupdate = g * c", "n = negative(0.3)\nc = 0.5 + n\nupdate = g * c"),
+    # max of Python floats is a float32 array in JAX, then float32 arithmetic follows.
+    ("c = max(0.3, 0.3)\nd = c * 0.7\nupdate = g * d", "d = 0.3 * 0.7\nupdate = g * d"),
     ("update = g - m", "update = g + m"),
     ("n = negative(g)\nupdate = negative(n)", "update = abs(g)"),
     ("update = interp(g, g, 0.5)", "update = g * 1.0"),
