@@ -19,10 +19,14 @@ Exact identities are folded (and only those): ``x * 1``, ``1 * x``, ``x + 0``,
 ``0 + x``, ``x - 0``, ``negative(negative(x))``, ``x * -1 -> negative(x)``,
 ``x - y -> x + negative(y)``, ``max(x, x)`` and ``min(x, x) -> x``. ``x / 1`` is not
 folded (the DSL adds 1e-8 to denominators). ``x + 0`` turns ``-0.0`` into ``+0.0``;
-that is the one folded rule exact only up to the sign of zero. A value computed only
-from literal constants by ``+ - * / interp`` stays a Python float in JAX execution
-(float64 arithmetic), whereas every other function returns a float32 array, so rules
-that would swap one for the other are not applied to such values.
+that is the one folded rule exact only up to the sign of zero.
+
+Exact means bit-identical in JAX execution, whatever the parameters' float dtype. A
+value computed only from literal constants by ``+ - * / interp`` stays a Python float
+there (float64 arithmetic), whereas every other function returns a float32 array; so
+no rule swaps one for the other (``negative(negative(0.3))`` is not ``0.3``), and
+``x - y`` is rewritten only when ``y`` is an array: ``negative(0.3)`` is a float32
+array, and rounding it again to a bfloat16 parameter can differ from rounding 0.3 once.
 
 Live slots are ordered canonically by the digest of their transition with all slots
 anonymous; ties are broken by trying every order of the tied slots and keeping the
@@ -129,9 +133,9 @@ def _statement_digests(program: Program, resolved: Resolved, live, slot_digest: 
             b = arg_refs[1]
             if type(b) is float and b == 0.0:
                 digest = children[0]
-            elif not is_python_float:
+            elif not floats[1]:
                 op = "add"
-                children = [children[0], negate(children[1], floats[1])]
+                children = [children[0], negate(children[1], False)]
         elif op == "negative":
             if not floats[0]:
                 digest = negation_of.get(children[0])
