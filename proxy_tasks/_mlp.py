@@ -41,8 +41,8 @@ def make_mlp(config: dict) -> Model:
 
     def logits(params, x):
         for layer in params[:-1]:
-            x = jax.nn.relu(x @ layer["w"] + layer["b"])
-        return x @ params[-1]["w"] + params[-1]["b"]
+            x = jax.nn.relu(x @ layer["w"] + layer["b"][None, :])
+        return x @ params[-1]["w"] + params[-1]["b"][None, :]
 
     def loss(params, x, y):
         log_probs = jax.nn.log_softmax(logits(params, x))
