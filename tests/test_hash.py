@@ -232,17 +232,20 @@ FOLDED = [
 ]
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("pair", FOLDED)
-def test_exact_identities_are_folded_and_really_are_exact(pair):
+def test_exact_identities_are_folded_and_really_are_exact(pair, dtype):
     a, b = body(pair[0]), body(pair[1])
     assert hash_of(a) == hash_of(b)
     rng = np.random.default_rng(0)
-    params = (jnp.asarray(rng.standard_normal(7), jnp.float32),)
-    g = (jnp.asarray(rng.standard_normal(7), jnp.float32),)
-    m = ((jnp.asarray(rng.standard_normal(7), jnp.float32),),)
-    ua, _ = dsl.execute(a, params, g, m, 0.3)
-    ub, _ = dsl.execute(b, params, g, m, 0.3)
-    assert np.array_equal(np.asarray(ua[0]), np.asarray(ub[0]))
+    params = (jnp.asarray(rng.standard_normal(7), dtype),)
+    g = (jnp.asarray(rng.standard_normal(7), dtype),)
+    m = ((jnp.asarray(rng.standard_normal(7), dtype),),)
+    (ua,), ((ma,),) = dsl.execute(a, params, g, m, 0.3)
+    (ub,), ((mb,),) = dsl.execute(b, params, g, m, 0.3)
+    assert ua.dtype == dtype
+    assert np.array_equal(np.asarray(ua, np.float32), np.asarray(ub, np.float32))
+    assert np.array_equal(np.asarray(ma, np.float32), np.asarray(mb, np.float32))
 
 
 NOT_FOLDED = [
