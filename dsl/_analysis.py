@@ -34,14 +34,6 @@ FIRST_SLOT = -5
 """State slot ``i`` is referenced as ``FIRST_SLOT - i``."""
 
 
-def slot_ref(index: int) -> int:
-    return FIRST_SLOT - index
-
-
-def slot_index(ref: int) -> int:
-    return FIRST_SLOT - ref
-
-
 # Kinds are small ints in the hot loop (Enum hashing runs Python code).
 _KINDS = (Kind.SCALAR, Kind.PER_ARRAY, Kind.TREE)
 _SCALAR, _TREE = 0, 2
@@ -238,7 +230,7 @@ class Analysis:
         live slot's value is computed by exactly the same operations as before (bit
         identical). Only the values returned for unused slots may differ, and they are
         never read. (A slot that is also the returned update, ``return m, m``, keeps
-        its assignments.)
+        its assignments; a program without redundant statements is returned as is.)
         """
         self.raise_if_invalid()
         program = self.program
