@@ -23,14 +23,17 @@ from ._task import Model
 from ._text import VOCAB
 from ._transformer import (
     TRAINING_KEYS,
+    Normal,
     block,
     block_forward_macs,
-    block_init,
     block_name,
+    block_spec,
     check_config,
     dense,
     layer_norm,
-    layer_norm_init,
+    layer_norm_spec,
+    materialize,
+    zeros_dense_spec,
 )
 
 CHARLM_DEFAULTS = {
@@ -112,21 +115,18 @@ def make_charlm(config: dict) -> Model:
     c = charlm_config(config)
     vocab_size, seq_len, width, depth = (c[k] for k in ("vocab_size", "seq_len", "width", "depth"))
 
+    spec = {
+        "token_embed": Normal((vocab_size, width), 0.02),
+        "position": Normal((seq_len, width), 0.02),
+        "final_norm": layer_norm_spec(width),
+    }
+    if not c["tie_embeddings"]:
+        spec["head"] = zeros_dense_spec(width, vocab_size)
+    for i in range(depth):
+        spec[block_name(i)] = block_spec(width, c["mlp_ratio"] * width, depth)
+
     def init(key: jax.Array) -> dict:
-        keys = jax.random.split(key, depth + 2)
-        params = {
-            "token_embed": 0.02 * jax.random.normal(keys[0], (vocab_size, width), jnp.float32),
-            "position": 0.02 * jax.random.normal(keys[1], (seq_len, width), jnp.float32),
-            "final_norm": layer_norm_init(width),
-        }
-        if not c["tie_embeddings"]:
-            params["head"] = {
-                "kernel": jnp.zeros((width, vocab_size), jnp.float32),
-                "bias": jnp.zeros((vocab_size,), jnp.float32),
-            }
-        for i in range(depth):
-            params[block_name(i)] = block_init(keys[2 + i], width, c["mlp_ratio"] * width, depth)
-        return params
+        return materialize(key, spec)
 
     def token_losses(params: dict, ids: jax.Array, targets: jax.Array) -> jax.Array:
         log_probs = jax.nn.log_softmax(charlm_logits(params, ids, c))

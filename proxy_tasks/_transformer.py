@@ -8,6 +8,8 @@ weight matrix, bias or LayerNorm vector. Blocks are pre-LayerNorm:
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -18,13 +20,56 @@ Params = dict[str, Any]
 LAYER_NORM_EPSILON = 1e-5
 
 
-def dense_init(key: jax.Array, fan_in: int, fan_out: int, scale: float = 1.0) -> Params:
+# ----------------------------------------------------------------------------- init
+# A model's init first builds a spec (a pytree of Normal / Constant leaves), then
+# ``materialize`` fills it from ONE normal draw: one threefry computation instead of one
+# per array, which cuts the compile time of a jitted training loop by seconds.
+
+
+@dataclass(frozen=True)
+class Normal:
+    """An array ~ N(0, std^2)."""
+
+    shape: tuple[int, ...]
+    std: float
+
+
+@dataclass(frozen=True)
+class Constant:
+    """An array filled with ``value``."""
+
+    shape: tuple[int, ...]
+    value: float
+
+
+def _is_spec_leaf(node: Any) -> bool:
+    return isinstance(node, (Normal, Constant))
+
+
+def materialize(key: jax.Array, spec: Any) -> Any:
+    """The float32 params pytree described by ``spec`` (same structure), from ``key``."""
+    leaves, treedef = jax.tree_util.tree_flatten(spec, is_leaf=_is_spec_leaf)
+    total = sum(math.prod(leaf.shape) for leaf in leaves if isinstance(leaf, Normal))
+    noise = jax.random.normal(key, (total,), jnp.float32)
+    arrays, offset = [], 0
+    for leaf in leaves:
+        if isinstance(leaf, Normal):
+            size = math.prod(leaf.shape)
+            arrays.append(leaf.std * noise[offset : offset + size].reshape(leaf.shape))
+            offset += size
+        else:
+            arrays.append(jnp.full(leaf.shape, leaf.value, jnp.float32))
+    return treedef.unflatten(arrays)
+
+
+def dense_spec(fan_in: int, fan_out: int, scale: float = 1.0) -> Params:
     """A dense layer: ``kernel`` ~ N(0, scale^2 / fan_in), ``bias`` zeros."""
-    std = scale / fan_in**0.5
-    return {
-        "kernel": std * jax.random.normal(key, (fan_in, fan_out), jnp.float32),
-        "bias": jnp.zeros((fan_out,), jnp.float32),
-    }
+    return {"kernel": Normal((fan_in, fan_out), scale / fan_in**0.5), "bias": Constant((fan_out,), 0.0)}
+
+
+def zeros_dense_spec(fan_in: int, fan_out: int) -> Params:
+    """A dense layer initialised to zero (output heads: uniform predictions at init)."""
+    return {"kernel": Constant((fan_in, fan_out), 0.0), "bias": Constant((fan_out,), 0.0)}
 
 
 def leading_ones(vector: jax.Array, ndim: int) -> jax.Array:
@@ -37,8 +82,8 @@ def dense(params: Params, x: jax.Array) -> jax.Array:
     return x @ params["kernel"] + leading_ones(params["bias"], x.ndim)
 
 
-def layer_norm_init(width: int) -> Params:
-    return {"scale": jnp.ones((width,), jnp.float32), "bias": jnp.zeros((width,), jnp.float32)}
+def layer_norm_spec(width: int) -> Params:
+    return {"scale": Constant((width,), 1.0), "bias": Constant((width,), 0.0)}
 
 
 def layer_norm(params: Params, x: jax.Array) -> jax.Array:
@@ -48,18 +93,17 @@ def layer_norm(params: Params, x: jax.Array) -> jax.Array:
     return normed * leading_ones(params["scale"], x.ndim) + leading_ones(params["bias"], x.ndim)
 
 
-def block_init(key: jax.Array, width: int, mlp_width: int, depth: int) -> Params:
+def block_spec(width: int, mlp_width: int, depth: int) -> Params:
     """One pre-LayerNorm block. Residual output projections are scaled down by
     ``1/sqrt(2*depth)`` (GPT-2 style) so deeper stacks start near the identity."""
-    k_qkv, k_out, k_up, k_down = jax.random.split(key, 4)
     residual_scale = (2.0 * depth) ** -0.5
     return {
-        "attention_norm": layer_norm_init(width),
-        "qkv": dense_init(k_qkv, width, 3 * width),
-        "attention_out": dense_init(k_out, width, width, residual_scale),
-        "mlp_norm": layer_norm_init(width),
-        "mlp_in": dense_init(k_up, width, mlp_width),
-        "mlp_out": dense_init(k_down, mlp_width, width, residual_scale),
+        "attention_norm": layer_norm_spec(width),
+        "qkv": dense_spec(width, 3 * width),
+        "attention_out": dense_spec(width, width, residual_scale),
+        "mlp_norm": layer_norm_spec(width),
+        "mlp_in": dense_spec(width, mlp_width),
+        "mlp_out": dense_spec(mlp_width, width, residual_scale),
     }
 
 

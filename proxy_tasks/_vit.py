@@ -20,15 +20,18 @@ import jax.numpy as jnp
 from ._task import Model
 from ._transformer import (
     TRAINING_KEYS,
+    Normal,
     block,
     block_forward_macs,
-    block_init,
     block_name,
+    block_spec,
     check_config,
     dense,
-    dense_init,
+    dense_spec,
     layer_norm,
-    layer_norm_init,
+    layer_norm_spec,
+    materialize,
+    zeros_dense_spec,
 )
 
 VIT_DEFAULTS = {
@@ -122,22 +125,19 @@ def make_vit(config: dict) -> Model:
     patch_dim = c["patch_size"] ** 2
     tokens = _token_count(c)
 
+    spec = {
+        "patch_embed": dense_spec(patch_dim, width),
+        "position": Normal((tokens, width), 0.02),
+        "final_norm": layer_norm_spec(width),
+        "head": zeros_dense_spec(width, c["num_classes"]),
+    }
+    if c["pool"] == "cls":
+        spec["cls"] = Normal((width,), 0.02)
+    for i in range(depth):
+        spec[block_name(i)] = block_spec(width, c["mlp_ratio"] * width, depth)
+
     def init(key: jax.Array) -> dict:
-        keys = jax.random.split(key, depth + 3)
-        params = {
-            "patch_embed": dense_init(keys[0], patch_dim, width),
-            "position": 0.02 * jax.random.normal(keys[1], (tokens, width), jnp.float32),
-            "final_norm": layer_norm_init(width),
-            "head": {
-                "kernel": jnp.zeros((width, c["num_classes"]), jnp.float32),
-                "bias": jnp.zeros((c["num_classes"],), jnp.float32),
-            },
-        }
-        if c["pool"] == "cls":
-            params["cls"] = 0.02 * jax.random.normal(keys[2], (width,), jnp.float32)
-        for i in range(depth):
-            params[block_name(i)] = block_init(keys[3 + i], width, c["mlp_ratio"] * width, depth)
-        return params
+        return materialize(key, spec)
 
     def loss(params: dict, images: jax.Array, labels: jax.Array) -> jax.Array:
         log_probs = jax.nn.log_softmax(vit_logits(params, images, c))

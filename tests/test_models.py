@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -90,11 +91,8 @@ def test_same_key_same_params_and_loss_different_key_different_params(case):
 @jax.jit
 def _randomized(params, key):
     """Params with every leaf random, so no layer (e.g. the zero head) hides a dependency."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    return treedef.unflatten(
-        [0.3 * jax.random.normal(k, leaf.shape) for k, leaf in zip(keys, leaves, strict=True)]
-    )
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    return unravel(0.3 * jax.random.normal(key, flat.shape))
 
 
 def test_charlm_is_causal():
@@ -120,17 +118,26 @@ def test_charlm_tied_embeddings_start_near_uniform():
     assert loss == pytest.approx(math.log(len(vocab)), abs=0.05)
 
 
-def test_vit_accepts_images_or_flat_rows_and_both_poolings():
-    data = load_digits_dataset()
-    flat = data.x_train[:8]
-    assert flat.shape == (8, 64)
-    for pool in ("mean", "cls"):
-        config = {**TINY_VIT, "patch_size": 2, "pool": pool}
-        params = _randomized(jax.jit(_vit.make_vit(config).init)(jax.random.key(0)), jax.random.key(1))
-        logits = jax.jit(lambda p, x: _vit.vit_logits(p, x, config))  # noqa: B023 (called at once)
-        logits_flat, logits_images = logits(params, flat), logits(params, flat.reshape(8, 8, 8))
-        assert logits_flat.shape == (8, 10)
-        np.testing.assert_array_equal(logits_flat, logits_images)
+def test_vit_patches_flat_rows_like_images():
+    flat = load_digits_dataset().x_train[:3]
+    assert flat.shape == (3, 64)
+    images = flat.reshape(3, 8, 8)
+    patches = _vit._patchify(jnp.asarray(flat), image_size=8, patch_size=2)
+    np.testing.assert_array_equal(patches, _vit._patchify(jnp.asarray(images), image_size=8, patch_size=2))
+    assert patches.shape == (3, 16, 4)
+    # Patch 1 is the 2x2 square at rows 0-1, columns 2-3, read row by row.
+    np.testing.assert_array_equal(patches[:, 1], images[:, 0:2, 2:4].reshape(3, 4))
+
+
+def test_vit_cls_pooling_reads_the_cls_token():
+    config = {**TINY_VIT, "pool": "cls"}
+    params = _randomized(jax.jit(_vit.make_vit(config).init)(jax.random.key(0)), jax.random.key(1))
+    assert params["cls"].shape == (16,) and params["position"].shape == (5, 16)
+    logits = jax.jit(lambda p: _vit.vit_logits(p, load_digits_dataset().x_train[:4], config))
+    # Not a constant shift: LayerNorm would cancel that exactly.
+    moved = {**params, "cls": params["cls"] + jax.random.normal(jax.random.key(2), (16,))}
+    assert logits(params).shape == (4, 10)
+    assert not np.allclose(logits(params), logits(moved))
 
 
 @pytest.mark.parametrize(
