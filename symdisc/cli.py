@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from dsl import _cli as dsl_cli
+from proxy_tasks import _cli as proxy_tasks_cli
 from search import _cli as search_cli
 
 # Each module has register(subparsers); a subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = [dsl_cli, search_cli]
+COMMAND_MODULES = [dsl_cli, search_cli, proxy_tasks_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:
