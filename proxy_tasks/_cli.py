@@ -1,0 +1,91 @@
+"""``symdisc evaluate`` and ``symdisc tune``."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+from dsl import ProgramError
+from dsl.library import load_program
+
+
+def register(subparsers) -> None:
+    evaluate = subparsers.add_parser(
+        "evaluate", help="train a proxy task with a program and print its fitness"
+    )
+    evaluate.add_argument("program", help="a program file, or a library name such as 'lion'")
+    evaluate.add_argument("--task", required=True, help="proxy task name (see proxy_tasks.names())")
+    evaluate.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1); default 1")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    tune = subparsers.add_parser(
+        "tune", help="log-grid over a program's learning-rate and weight-decay constants on a proxy task"
+    )
+    tune.add_argument("program", help="a program file, or a library name")
+    tune.add_argument("--task", required=True, help="proxy task name")
+    tune.add_argument("--seeds", type=int, default=1, help="seeds averaged per grid point; default 1")
+    tune.add_argument("--out", help="write the tuned program to this file")
+    tune.set_defaults(func=cmd_tune)
+
+
+def _load(args):
+    import proxy_tasks
+
+    try:
+        program = load_program(args.program)
+        _ = program.kinds  # type-check before training
+    except (ProgramError, FileNotFoundError) as error:
+        print(f"{args.program}: {error}", file=sys.stderr)
+        return None, None
+    if args.task not in proxy_tasks.names():
+        print(f"unknown task {args.task!r}; known: {', '.join(proxy_tasks.names())}", file=sys.stderr)
+        return None, None
+    if args.seeds < 1:
+        print(f"--seeds must be at least 1, got {args.seeds}", file=sys.stderr)
+        return None, None
+    return program, proxy_tasks.get(args.task)
+
+
+def _spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} +- {spread:.4f}"
+
+
+def cmd_evaluate(args) -> int:
+    program, task = _load(args)
+    if program is None:
+        return 1
+    results = task.evaluate_seeds(program, range(args.seeds))
+    for seed, result in enumerate(results):
+        status = result.failure or "ok"
+        print(
+            f"seed {seed}: fitness {result.fitness:.4f}  {task.model.metric_name} {result.metric:.4f}  "
+            f"train_loss {result.train_loss:.4f}  steps {result.steps}  {result.seconds:.2f}s  {status}"
+        )
+    fitnesses = [r.fitness for r in results]
+    print(f"{task.name}: fitness {_spread(fitnesses)} over {len(results)} seed(s)")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from ._tune import tune
+
+    program, task = _load(args)
+    if program is None:
+        return 1
+    try:
+        result = tune(task, program, seeds=range(args.seeds))
+    except ValueError as error:
+        print(f"{args.program}: {error}", file=sys.stderr)
+        return 1
+    print(f"{'lr':>10} {'weight_decay':>12} {'fitness':>8}")
+    for lr, wd, fitness in result.grid:
+        print(f"{lr:>10.3g} {'-' if wd is None else f'{wd:.3g}':>12} {fitness:>8.4f}")
+    wd_text = "none" if result.weight_decay is None else f"{result.weight_decay:.3g}"
+    print(f"best: lr {result.lr:.3g}, weight_decay {wd_text}: fitness {result.fitness:.4f} on {task.name}")
+    if args.out:
+        Path(args.out).write_text(result.program.to_text())
+        print(f"wrote {args.out}")
+    return 0
