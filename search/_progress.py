@@ -5,11 +5,17 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections import deque
 from typing import TextIO
+
+RATE_WINDOW_SECONDS = 30.0
 
 
 class Progress:
     """Rewrites one status line on a terminal (or prints a line every few seconds elsewhere).
+
+    The evaluation rate is measured over the last ``RATE_WINDOW_SECONDS``, so start-up
+    (Ray, compilation) does not drag it down for the whole run.
 
     Args:
       quiet: print nothing (for logs and tests).
@@ -23,22 +29,22 @@ class Progress:
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval if interval is not None else (0.5 if self.live else 10.0)
         self._last = -math.inf
-        self._start = time.monotonic()
-        self._start_evaluations: int | None = None
+        self._history: deque[tuple[float, int]] = deque()  # (time, evaluations) over the rate window
 
     def update(self, stats: dict, force: bool = False) -> None:
         """Show ``stats`` (the ``Search.stats()`` dict) if enough time has passed."""
         if self.quiet:
             return
         now = time.monotonic()
-        if self._start_evaluations is None:
-            self._start_evaluations = stats["evaluated"]
+        self._history.append((now, stats["evaluated"]))
+        while len(self._history) > 2 and now - self._history[1][0] > RATE_WINDOW_SECONDS:
+            self._history.popleft()
         if not force and now - self._last < self.interval:
             return
         self._last = now
-        line = format_stats(
-            stats, (stats["evaluated"] - self._start_evaluations) / max(now - self._start, 1e-9)
-        )
+        (start, first), (end, last) = self._history[0], self._history[-1]
+        rate = (last - first) / (end - start) if end > start else 0.0
+        line = format_stats(stats, rate)
         if self.live:
             self.stream.write("\r\x1b[2K" + line)
         else:

@@ -115,3 +115,34 @@ def test_resume_after_kill_9_loses_nothing_and_duplicates_nothing(tmp_path):
     reference = [[r[k] for k in keys] for r in rundir.read_log()]
     assert [[r[k] for k in keys] for r in records] == reference
     assert Path(out / "best.txt").read_text() == (tmp_path / "reference" / "best.txt").read_text()
+
+
+def test_progress_line_shows_the_live_numbers_and_quiet_shows_nothing():
+    import io
+
+    from search import Progress
+
+    stats = {
+        "evaluated": 120,
+        "individuals": 800,
+        "failed": 7,
+        "best_fitness": 0.93125,
+        "cache_hit_rate": 0.84,
+        "redundant_fraction": 0.612,
+    }
+    stream = io.StringIO()
+    progress = Progress(stream=stream, interval=0)
+    progress.update(stats)
+    progress.message("restart from the best")
+    line = stream.getvalue().splitlines()[0]
+    assert line.startswith("evals 120 (") and "/s)" in line
+    assert (
+        "programs 800" in line
+        and "best 0.9312" in line
+        and "cache 84.0%" in line
+        and "redundant 61.2%" in line
+    )
+    assert stream.getvalue().splitlines()[1] == "restart from the best"
+    quiet = io.StringIO()
+    Progress(quiet=True, stream=quiet).update(stats)
+    assert quiet.getvalue() == ""
