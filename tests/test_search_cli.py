@@ -126,7 +126,7 @@ def test_progress_line_shows_the_live_numbers_and_quiet_shows_nothing():
         "evaluated": 120,
         "individuals": 800,
         "failed": 7,
-        "best_fitness": 0.93125,
+        "best_fitness": 0.93121,
         "cache_hit_rate": 0.84,
         "redundant_fraction": 0.612,
     }
