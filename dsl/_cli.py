@@ -49,7 +49,7 @@ def cmd_ops(args) -> int:
 def _load_or_report(source: str):
     try:
         program = load_program(source)
-        program.kinds  # type-check
+        _ = program.kinds  # type-check (cached on the program)
         return program
     except (ProgramError, FileNotFoundError) as error:
         print(f"{source}: {error}", file=sys.stderr)
