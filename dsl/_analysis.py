@@ -300,6 +300,9 @@ def analyze(program: Program | str, params_example: Any = None) -> Analysis:
         raise AssertionError(f"kind tables and infer_kinds disagree on:\n{program}")
     live, live_slot = liveness(resolved, len(program.state))
     state = program.state
+    # Fill Program.kinds' cache (a functools.cached_property) so that mutating this
+    # child later (scope_kinds) does not infer its kinds a second time.
+    program.__dict__.setdefault("kinds", resolved.kinds)
     return Analysis(
         program,
         True,

@@ -181,7 +181,7 @@ def test_analysis_is_consistent_on_random_programs(seed, length, slots):
     program = random_program(np.random.default_rng(seed), length, slots)
     analysis = dsl.analyze(program)
     assert analysis.valid
-    assert analysis.kinds == program.kinds
+    assert analysis.kinds == dsl.infer_kinds(program)
     assert length - 1 not in analysis.redundant  # the last statement assigns the update
     assert set(analysis.live_state_slots) | set(analysis.unused_state_slots) == set(program.state)
     assert 0.0 <= analysis.redundant_fraction < 1.0
@@ -246,6 +246,15 @@ def test_malformed_text_is_invalid_with_its_line(body, line, message):
     assert not analysis.valid and analysis.program is None
     assert analysis.error.line == line
     assert message in analysis.error.problem
+
+
+def test_analyze_fills_the_program_kinds_cache():
+    program = random_program(np.random.default_rng(5), 15, 2)
+    fresh = dsl.Program(program.state, program.statements)
+    assert "kinds" not in fresh.__dict__
+    analysis = dsl.analyze(fresh)
+    assert fresh.__dict__["kinds"] is analysis.kinds
+    assert fresh.kinds == dsl.infer_kinds(fresh)
 
 
 def test_a_type_error_after_a_valid_prefix_matches_infer_kinds():
