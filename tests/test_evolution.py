@@ -2,7 +2,6 @@
 
 from dataclasses import replace
 
-import jax
 import pytest
 
 from dsl import analyze, library, parse
@@ -12,16 +11,6 @@ from search._cache import FitnessCache
 from search._evaluator import sanitize
 
 TASK = "mlp_digits_tiny"
-
-
-@pytest.fixture(autouse=True)
-def _allow_rank_promotion():
-    """proxy_tasks/_mlp.py adds a (fan_out,) bias to a (batch, fan_out) array, which the suite's
-    strict ``jax_numpy_rank_promotion="raise"`` (conftest.py) turns into a failed evaluation.
-    Allowed here only, so these tests check the search; remove once the model broadcasts explicitly.
-    """
-    with jax.numpy_rank_promotion("allow"):
-        yield
 
 
 STABLE = ("id", "parent", "island", "mutation", "program", "hash", "fitness", "failure", "cache_hit")

@@ -3,7 +3,6 @@
 import json
 import shutil
 
-import jax
 import pytest
 
 from search import (
@@ -18,13 +17,6 @@ from search import (
 
 TASK = "mlp_digits_tiny"
 STABLE = ("seq", "id", "parent", "island", "mutation", "program", "hash", "fitness", "failure", "cache_hit")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _allow_rank_promotion():
-    """See tests/test_evolution.py: the MLP's bias add is an implicit rank promotion."""
-    with jax.numpy_rank_promotion("allow"):
-        yield
 
 
 def make_config(checkpoint_every=10, programs=70, meta=True):

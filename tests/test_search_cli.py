@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import pytest
 import yaml
 
@@ -55,8 +54,7 @@ def test_missing_config_and_bad_run_directory_exit_2(tmp_path, capsys):
 
 def test_run_then_resume_a_finished_run(tmp_path, capsys):
     out = tmp_path / "run"
-    with jax.numpy_rank_promotion("allow"):  # see tests/test_evolution.py
-        assert main(["run", str(write_config(tmp_path)), "--out", str(out)]) == 0
+    assert main(["run", str(write_config(tmp_path)), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "done: 30 programs" in err and "best fitness" in err
     best = (out / "best.txt").read_text()
@@ -108,8 +106,7 @@ def test_resume_after_kill_9_loses_nothing_and_duplicates_nothing(tmp_path):
     # and the resumed run is the run that was never interrupted (in-process, same seed)
     config = config_from_dict(yaml.safe_load(config_path.read_text()))
     rundir = RunDirectory.create(tmp_path / "reference", config)
-    with jax.numpy_rank_promotion("allow"):
-        Search(config, rundir).run(InProcessEvaluator(config.task.name))
+    Search(config, rundir).run(InProcessEvaluator(config.task.name))
     rundir.close()
     keys = ("id", "parent", "program", "hash", "fitness", "cache_hit")
     reference = [[r[k] for k in keys] for r in rundir.read_log()]
