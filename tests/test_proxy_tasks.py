@@ -175,3 +175,17 @@ def test_digits_split_is_fixed_and_disjoint():
     assert (
         sum(row.tobytes() in train_rows for row in data.x_val) < 10
     )  # a few digits are duplicated in the data
+
+
+def test_tune_finds_the_constants_by_dataflow():
+    from proxy_tasks._tune import find_lr_constant, find_wd_constant, with_constant
+
+    lion = dsl.library.load("lion")
+    assert find_lr_constant(lion).value(lion) == 1e-4
+    assert find_wd_constant(lion).value(lion) == 0.01
+    changed = with_constant(lion, find_lr_constant(lion), 3e-4)
+    assert find_lr_constant(changed).value(changed) == 3e-4
+    no_lr = dsl.parse("def train(w, g, m, lr):\n  update = g * 0.1\n  return update, m\n")
+    with pytest.raises(ValueError, match="no learning-rate constant"):
+        find_lr_constant(no_lr)
+    assert find_wd_constant(no_lr) is None
