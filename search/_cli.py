@@ -94,9 +94,13 @@ def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) ->
                 print(f"{rundir.path}: the run already finished its budget", file=sys.stderr)
                 _summary(search, rundir, args.quiet)
                 return 0
-        evaluator = make_evaluator(config, args.address)
-    except (SearchError, OSError, KeyError, ValueError) as error:
+    except SearchError as error:
         print(f"symdisc: {error}", file=sys.stderr)
+        return 2
+    try:
+        evaluator = make_evaluator(config, args.address)
+    except Exception as error:  # Ray start-up, cluster address, a task that will not build
+        print(f"symdisc: could not start the {config.workers.backend} workers: {error}", file=sys.stderr)
         return 2
     try:
         search.run(evaluator)
