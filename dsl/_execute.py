@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +40,7 @@ def execute(
       ProgramError: if the program does not type-check.
       ValueError: if the number of state trees does not match the program.
     """
-    program.kinds  # type-check once per program (cached)
+    _ = program.kinds  # type-check once per program (cached)
     if len(state) != len(program.state):
         raise ValueError(f"program has {len(program.state)} state slot(s), got {len(state)} state trees")
     w_leaves, treedef = jax.tree_util.tree_flatten(w)
@@ -50,16 +51,18 @@ def execute(
         "step": jnp.asarray(step, jnp.float32),
     }
     state_leaves = [tuple(treedef.flatten_up_to(s)) for s in state]
-    env.update(zip(program.state, state_leaves))
+    env.update(zip(program.state, state_leaves, strict=True))
     for statement in program.statements:
         args = [env[a] if isinstance(a, str) else a for a in statement.args]
         env[statement.target] = OPS[statement.op].jax_fn()(*args)
 
     def unflatten_like(value, like):
-        return treedef.unflatten([v.astype(l.dtype) for v, l in zip(value, like)])
+        return treedef.unflatten([v.astype(old.dtype) for v, old in zip(value, like, strict=True)])
 
     update = unflatten_like(env[program.update], w_leaves)
-    new_state = tuple(unflatten_like(env[name], old) for name, old in zip(program.state, state_leaves))
+    new_state = tuple(
+        unflatten_like(env[name], old) for name, old in zip(program.state, state_leaves, strict=True)
+    )
     return update, new_state
 
 
@@ -87,7 +90,7 @@ def to_optax(
     Returns:
       An ``optax.GradientTransformation`` that needs ``params`` in ``update``.
     """
-    program.kinds  # fail at construction, not inside a jit trace
+    _ = program.kinds  # fail at construction, not inside a jit trace
 
     def init(params):
         zeros = tuple(jax.tree_util.tree_map(jnp.zeros_like, params) for _ in program.state)

@@ -18,8 +18,9 @@ left for the caller to detect.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -88,9 +89,7 @@ def _leafwise(fn: Callable[..., Any]) -> Callable[..., Any]:
         width = next((len(a) for a in args if isinstance(a, tuple)), None)
         if width is None:
             return fn(*args)
-        return tuple(
-            fn(*(a[i] if isinstance(a, tuple) else a for a in args)) for i in range(width)
-        )
+        return tuple(fn(*(a[i] if isinstance(a, tuple) else a for a in args)) for i in range(width))
 
     return lifted
 
@@ -151,7 +150,7 @@ def _norm(xp):
 
 
 def _tree_dot(xp, x, y):
-    return sum(xp.sum(a * b) for a, b in zip(x, y))
+    return sum(xp.sum(a * b) for a, b in zip(x, y, strict=True))
 
 
 def _dot(xp):
@@ -186,15 +185,24 @@ _UNARY: dict[str, tuple[str, Callable]] = {
     "cos": _unary("cos(x)", lambda xp: xp.cos),
     "sin": _unary("sin(x)", lambda xp: xp.sin),
     "tan": _unary("tan(x)", lambda xp: xp.tan),
-    "arcsin": _unary("arcsin(x), x clipped to [-1, 1]", lambda xp: lambda x: xp.arcsin(xp.clip(x, -1.0, 1.0))),
-    "arccos": _unary("arccos(x), x clipped to [-1, 1]", lambda xp: lambda x: xp.arccos(xp.clip(x, -1.0, 1.0))),
+    "arcsin": _unary(
+        "arcsin(x), x clipped to [-1, 1]", lambda xp: lambda x: xp.arcsin(xp.clip(x, -1.0, 1.0))
+    ),
+    "arccos": _unary(
+        "arccos(x), x clipped to [-1, 1]", lambda xp: lambda x: xp.arccos(xp.clip(x, -1.0, 1.0))
+    ),
     "arctan": _unary("arctan(x)", lambda xp: xp.arctan),
     "sinh": _unary("sinh(x)", lambda xp: xp.sinh),
     "cosh": _unary("cosh(x)", lambda xp: xp.cosh),
     "tanh": _unary("tanh(x)", lambda xp: xp.tanh),
     "arcsinh": _unary("arcsinh(x)", lambda xp: xp.arcsinh),
-    "arccosh": _unary("arccosh(x), x raised to at least 1", lambda xp: lambda x: xp.arccosh(xp.maximum(x, 1.0))),
-    "arctanh": _unary("arctanh(x), x clipped to [-1, 1] (+-inf at the ends)", lambda xp: lambda x: xp.arctanh(xp.clip(x, -1.0, 1.0))),
+    "arccosh": _unary(
+        "arccosh(x), x raised to at least 1", lambda xp: lambda x: xp.arccosh(xp.maximum(x, 1.0))
+    ),
+    "arctanh": _unary(
+        "arctanh(x), x clipped to [-1, 1] (+-inf at the ends)",
+        lambda xp: lambda x: xp.arctanh(xp.clip(x, -1.0, 1.0)),
+    ),
     "exp": _unary("e^x", lambda xp: xp.exp),
     "exp2": _unary("2^x", lambda xp: xp.exp2),
     "exp10": _unary("10^x", lambda xp: lambda x: xp.power(10.0, x)),
@@ -210,7 +218,9 @@ _UNARY: dict[str, tuple[str, Callable]] = {
     "sign": _unary("-1, 0 or 1", lambda xp: xp.sign),
     "reciprocal": _unary("1 / (x + 1e-8)", lambda xp: lambda x: 1.0 / (x + DIVISION_EPSILON)),
     "negative": _unary("-x", lambda xp: xp.negative),
-    "rsqrt": _unary("1 / (sqrt|x| + 1e-8)", lambda xp: lambda x: 1.0 / (xp.sqrt(xp.abs(x)) + DIVISION_EPSILON)),
+    "rsqrt": _unary(
+        "1 / (sqrt|x| + 1e-8)", lambda xp: lambda x: 1.0 / (xp.sqrt(xp.abs(x)) + DIVISION_EPSILON)
+    ),
 }
 
 
@@ -226,15 +236,51 @@ def _build_registry() -> dict[str, Op]:
         Op("global_norm", 1, "reduction", "L2 norm of the whole tree (a scalar)", _global_norm),
         Op("add", 2, "elementwise", "x + y", lambda xp: lambda x, y: x + y, symbol="+", commutative=True),
         Op("subtract", 2, "elementwise", "x - y", lambda xp: lambda x, y: x - y, symbol="-"),
-        Op("multiply", 2, "elementwise", "x * y", lambda xp: lambda x, y: x * y, symbol="*", commutative=True),
-        Op("divide", 2, "elementwise", "x / (y + 1e-8)", lambda xp: lambda x, y: x / (y + DIVISION_EPSILON), symbol="/"),
+        Op(
+            "multiply", 2, "elementwise", "x * y", lambda xp: lambda x, y: x * y, symbol="*", commutative=True
+        ),
+        Op(
+            "divide",
+            2,
+            "elementwise",
+            "x / (y + 1e-8)",
+            lambda xp: lambda x, y: x / (y + DIVISION_EPSILON),
+            symbol="/",
+        ),
         Op("max", 2, "elementwise", "elementwise maximum", lambda xp: xp.maximum, commutative=True),
         Op("min", 2, "elementwise", "elementwise minimum", lambda xp: xp.minimum, commutative=True),
-        Op("power", 2, "elementwise", "|x|^y (inf for 0 to a negative power)", lambda xp: lambda x, y: xp.power(xp.abs(x), y)),
+        Op(
+            "power",
+            2,
+            "elementwise",
+            "|x|^y (inf for 0 to a negative power)",
+            lambda xp: lambda x, y: xp.power(xp.abs(x), y),
+        ),
         Op("dot", 2, "tree", "sum over the whole tree of x * y (a scalar)", _dot, commutative=True),
-        Op("cosine_sim", 2, "tree", "dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8)", _cosine_sim, commutative=True),
-        Op("clip", 2, "tree", "x * min(1, c / (global_norm(x) + 1e-8)): clip by global norm, c a scalar", _clip, aliases=("clip_by_global_norm",)),
-        Op("interp", 3, "elementwise", "(1 - a) * x + a * y", lambda xp: lambda x, y, a: (1.0 - a) * x + a * y, aliases=("interpolate",)),
+        Op(
+            "cosine_sim",
+            2,
+            "tree",
+            "dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8)",
+            _cosine_sim,
+            commutative=True,
+        ),
+        Op(
+            "clip",
+            2,
+            "tree",
+            "x * min(1, c / (global_norm(x) + 1e-8)): clip by global norm, c a scalar",
+            _clip,
+            aliases=("clip_by_global_norm",),
+        ),
+        Op(
+            "interp",
+            3,
+            "elementwise",
+            "(1 - a) * x + a * y",
+            lambda xp: lambda x, y, a: (1.0 - a) * x + a * y,
+            aliases=("interpolate",),
+        ),
     ]
     return {op.name: op for op in ops}
 

@@ -153,9 +153,7 @@ def _check_structure(program: Program) -> None:
         if op is None:
             raise ProgramError(f"unknown function {statement.op!r}", line)
         if len(statement.args) != op.arity:
-            raise ProgramError(
-                f"{op.name} takes {op.arity} argument(s), got {len(statement.args)}", line
-            )
+            raise ProgramError(f"{op.name} takes {op.arity} argument(s), got {len(statement.args)}", line)
         for arg in statement.args:
             if isinstance(arg, str):
                 if arg not in defined:
@@ -169,9 +167,7 @@ def _check_structure(program: Program) -> None:
             raise ProgramError(f"{statement.target!r} is not a variable name", line)
         defined.add(statement.target)
     if program.update not in defined:
-        raise ProgramError(
-            f"the returned update {program.update!r} is never assigned", program.return_line()
-        )
+        raise ProgramError(f"the returned update {program.update!r} is never assigned", program.return_line())
 
 
 def infer_kinds(program: Program) -> tuple[Kind, ...]:
@@ -194,7 +190,9 @@ def infer_kinds(program: Program) -> tuple[Kind, ...]:
             raise ProgramError(str(error), program.line_of(index)) from None
         kinds[statement.target] = kind
         result.append(kind)
-    for role, name in zip(("update", *(f"state slot {s!r}" for s in program.state)), program.outputs):
+    for role, name in zip(
+        ("update", *(f"state slot {s!r}" for s in program.state)), program.outputs, strict=True
+    ):
         if kinds[name] is not Kind.TREE:
             raise ProgramError(
                 f"the returned {role} must be a tree shaped like the parameters, "
@@ -275,7 +273,11 @@ def _parse_statement(node: ast.stmt) -> Statement:
     elif isinstance(value, ast.BinOp) and type(value.op) in _BINARY_OPS:
         op = OPS[_BINARY_OPS[type(value.op)]]
         raw_args = [value.left, value.right]
-    elif isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.USub) and isinstance(value.operand, ast.Name):
+    elif (
+        isinstance(value, ast.UnaryOp)
+        and isinstance(value.op, ast.USub)
+        and isinstance(value.operand, ast.Name)
+    ):
         op = OPS["negative"]
         raw_args = [value.operand]
     else:

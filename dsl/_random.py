@@ -6,7 +6,7 @@ space. Everything is driven by a ``numpy.random.Generator``: same seed, same out
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def scope_kinds(program: Program, position: int) -> dict[str, Kind]:
     scope["lr"] = Kind.SCALAR
     if "step" in scope:
         scope["step"] = Kind.SCALAR
-    for statement, kind in zip(program.statements[:position], program.kinds):
+    for statement, kind in zip(program.statements[:position], program.kinds, strict=False):
         scope[statement.target] = kind
     return scope
 
@@ -118,7 +118,7 @@ def random_program(
             statements.append(statement)
         program = Program(state, tuple(statements))
         try:
-            program.kinds
+            _ = program.kinds
         except ProgramError:
             continue
         return program

@@ -23,7 +23,7 @@ def path(name: str) -> Path:
     return file
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load(name: str) -> Program:
     """Parse library program ``name``.
 
