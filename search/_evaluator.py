@@ -27,6 +27,11 @@ Contract for every backend (the search relies on it):
 - The result depends only on (program, seed, task), never on which worker ran it, so the
   in-process backend and one Ray worker give identical results for the same seed.
 - ``close()`` releases the workers; calling it twice is harmless.
+
+The search breeds a child whenever fewer than ``capacity`` jobs are in flight, so its
+trajectory depends on ``capacity`` and on the order of completions: one Ray worker with
+one job in flight (capacity 1) replays the in-process search exactly for the same seed;
+larger capacities give other, equally valid, runs. ``resume`` replays the logged order.
 """
 
 from __future__ import annotations
