@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from dsl import Program, parse
 
@@ -100,9 +100,12 @@ class RayEvaluator:
       env_vars: environment of the worker processes; default ``SINGLE_THREAD_ENV``.
       max_consecutive_deaths: give up (``WorkerPoolError``) after this many worker deaths
         with no job completed in between; default ``3 * num_workers``.
+      startup_timeout: seconds to wait for the first actors to be scheduled and to build
+        their task (a cluster without the resources would otherwise wait forever).
 
     Raises:
-      WorkerPoolError: if a worker cannot build ``task_name``.
+      WorkerPoolError: if a worker cannot build ``task_name``, or the workers do not
+        start within ``startup_timeout``.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class RayEvaluator:
         num_gpus: float = 0,
         env_vars: dict[str, str] | None = None,
         max_consecutive_deaths: int | None = None,
+        startup_timeout: float = 600.0,
     ):
         if max_in_flight_per_worker < 1:
             raise ValueError(f"max_in_flight_per_worker must be >= 1, got {max_in_flight_per_worker}")
@@ -138,7 +142,7 @@ class RayEvaluator:
         self._in_flight: dict[ray.ObjectRef, tuple[_Job, _Slot, Any]] = {}
         self._slots = [_Slot(i, self._new_actor()) for i in range(self.num_workers)]
         self._closed = False
-        self._wait_until_ready()
+        self._wait_until_ready(startup_timeout)
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -158,9 +162,17 @@ class RayEvaluator:
     def _new_actor(self):
         return ProxyWorker.options(**self._actor_options).remote(self.task_name)
 
-    def _wait_until_ready(self) -> None:
+    def _wait_until_ready(self, timeout: float) -> None:
         try:
-            ray.get([slot.actor.ready.remote() for slot in self._slots])
+            ray.get([slot.actor.ready.remote() for slot in self._slots], timeout=timeout)
+        except GetTimeoutError:
+            free = ray.available_resources()
+            self.close()
+            raise WorkerPoolError(
+                f"{self.num_workers} Ray worker(s) for {self.task_name!r} did not start within {timeout:g} s "
+                f"(each needs {self._actor_options['num_cpus']} CPU and {self._actor_options['num_gpus']} GPU; "
+                f"free: {free})"
+            ) from None
         except RayActorError as error:
             self.close()
             reason = str(error).strip().splitlines()[-1]  # the worker's exception, after its traceback
