@@ -236,18 +236,21 @@ class Task:
     def _interpreted_run(self, code, seed, temporaries, x_train, y_train, x_val, y_val):
         from jax.flatten_util import ravel_pytree
 
-        from ._interpreter import initial_registers, make_program_step
+        from ._interpreter import initial_registers, make_program_step, schedule_table
 
         self.trace_count += 1
         init_key, _ = jax.random.split(jax.random.key(seed))
         flat_w, unravel = ravel_pytree(self.model.init(init_key))
         program_step = make_program_step(self.layout)
+        counts = jax.numpy.arange(self.config.steps)
+        # The program's scalar-only statements, for every step at once (before the loop).
+        scalars = schedule_table(code, self.schedule(counts), (counts + 1).astype(jax.numpy.float32))
 
         def loss_fn(w, x, y):
             return self.model.loss(unravel(w), x, y)
 
-        def apply(w, g, registers, lr, step):
-            update, registers = program_step(code, registers, w, g, lr, step)
+        def apply(w, g, registers, t):
+            update, registers = program_step(code, registers, scalars[t], w, g)
             return w - update, registers
 
         registers = initial_registers((0, temporaries), self.layout)
@@ -259,7 +262,7 @@ class Task:
         init_key, _ = jax.random.split(jax.random.key(seed))
         params = self.model.init(init_key)
 
-        def apply(w, g, opt_state, lr, step):
+        def apply(w, g, opt_state, t):  # the optimizer reads the schedule from its own count
             updates, opt_state = optimizer.update(g, opt_state, w)
             return optax.apply_updates(w, updates), opt_state
 
@@ -297,9 +300,7 @@ class Task:
             limit = jnp.where(t == 0, factor * loss, carry["limit"])
             finite = jnp.isfinite(loss)
             ok = finite & (loss <= limit)
-            w_new, opt_state = apply(
-                carry["w"], g, carry["opt_state"], self.schedule(t), (t + 1).astype(jnp.float32)
-            )
+            w_new, opt_state = apply(carry["w"], g, carry["opt_state"], t)
             code = jnp.where(finite, FAILURE_DIVERGED, FAILURE_NON_FINITE_LOSS)
             return {
                 "t": jnp.where(ok, t + 1, t),

@@ -152,3 +152,79 @@ def test_too_long_program_is_a_program_error():
     lines += ["  update = t * lr", "  return update, m"]
     with pytest.raises(dsl.ProgramError, match="largest size"):
         _interpreter.encode(dsl.parse("\n".join(lines) + "\n"))
+
+
+HOISTED_PROGRAMS = {
+    # The library's bias-corrected AdamW: power/1-power and lr*constant are schedule statements.
+    "adamw": (dsl.library.load("adamw"), 5),
+    # A reassigned lr read by per-step statements; step read directly by a tree statement;
+    # constant-only statements; a state name that holds a schedule scalar before its tree value.
+    "reassigned": (
+        dsl.parse(
+            "def train(w, g, m, lr, step):\n"
+            "  c = pi()\n"
+            "  half = c * 0.5\n"
+            "  lr = lr * half\n"
+            "  m = lr + step\n"
+            "  s = g * step\n"
+            "  k = exp(lr)\n"
+            "  m = interp(s, m, k)\n"
+            "  update = m * lr\n"
+            "  return update, m\n"
+        ),
+        5,
+    ),
+    # A tree-dependent scalar (global_norm) mixed with schedule scalars stays per step.
+    "tree_scalar": (
+        dsl.parse(
+            "def train(w, g, m, lr, step):\n"
+            "  n = global_norm(g)\n"
+            "  b = power(0.9, step)\n"
+            "  m = interp(g, m, b)\n"
+            "  r = n * b\n"
+            "  d = m / r\n"
+            "  update = d * lr\n"
+            "  return update, m\n"
+        ),
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", HOISTED_PROGRAMS)
+def test_hoisted_schedule_statements_equal_dsl_execute(name):
+    """Statements of lr, step and constants run before the loop, with the same results."""
+    program, hoisted = HOISTED_PROGRAMS[name]
+    encoded = _interpreter.encode(program)
+    assert encoded.hoisted_length == hoisted
+    assert encoded.length + encoded.hoisted_length == len(encoded.program.statements)
+    state = tuple(M for _ in program.state)
+    expected_state, actual_state = state, state
+    for step, lr in ((1, 0.37), (2, 0.5), (7, 0.01)):
+        expected = dsl.execute(program, W, G, expected_state, lr, step)
+        actual = _interpreter.execute(program, W, G, actual_state, lr, step)
+        _assert_close(expected, actual)
+        expected_state, actual_state = expected[1], actual[1]
+
+
+def test_schedule_table_holds_every_step():
+    """One pre-pass over all steps gives each step's hoisted values (row t = step t + 1)."""
+    program = dsl.parse(
+        "def train(w, g, m, lr, step):\n"
+        "  b = power(0.9, step)\n"
+        "  c = 1.0 - b\n"
+        "  lr = lr * c\n"
+        "  update = g * lr\n"
+        "  return update, m\n"
+    )
+    encoded = _interpreter.encode(program)
+    code = {key: jnp.asarray(value) for key, value in encoded.arrays().items()}
+    lrs = np.linspace(1.0, 0.1, 50).astype(np.float32)
+    steps = np.arange(1, 51, dtype=np.float32)
+    table = np.asarray(_interpreter.schedule_table(code, jnp.asarray(lrs), jnp.asarray(steps)))
+    assert table.shape == (50, _interpreter.scalar_slots(encoded.bucket[0]))
+    np.testing.assert_array_equal(table[:, _interpreter.SLOT_LR], lrs)
+    np.testing.assert_array_equal(table[:, _interpreter.SLOT_STEP], steps)
+    lr_slot = encoded.arg_index[0, 1]  # update = g * lr: the per-step statement's scalar argument
+    assert encoded.length == 1 and encoded.arg_is_scalar[0, 1] and not encoded.arg_is_scalar[0, 0]
+    np.testing.assert_allclose(table[:, lr_slot], lrs * (1.0 - 0.9**steps), rtol=1e-6)
