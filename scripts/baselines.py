@@ -154,9 +154,13 @@ def render(args) -> None:
         "deviation over the seeds (accuracy: higher is better; log perplexity in nats: lower is",
         "better); `(k failed)` counts diverged seeds. `edge` marks a tuned value on the grid's edge.",
         "",
-        f"Command: `{args.command}`",
+        f"Command: `{args.command}` (this run: `--families charlm` and `--families vit_digits"
+        " mlp_digits` as two processes sharing the cache, then `--render-only`).",
         "",
     ]
+    notes = Path(args.data_dir) / "notes.md"
+    if notes.exists():
+        lines += [notes.read_text().rstrip(), ""]
     programs = {name: dsl.library.load(name) for name in dsl.library.names()}
     for family in FAMILIES:
         path = Path(args.data_dir) / f"{family}.json"
@@ -221,7 +225,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(REPO / "docs" / "baselines.md"))
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args(argv)
-    args.command = "python scripts/baselines.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    args.command = "python scripts/baselines.py"
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     if not args.render_only:
         for family in args.families:

@@ -1,0 +1,81 @@
+"""Does Lion gain on AdamW as the batch grows? Tuned AdamW vs tuned Lion per batch size.
+
+The paper (Chen et al. 2023) reports Lion's advantage over AdamW growing with the batch
+size, and being largest on Transformers. This script takes one registered proxy task,
+replaces its batch size (the number of steps stays fixed, so compute grows with the
+batch), tunes the learning-rate and weight-decay constants of ``adamw`` and ``lion`` on
+seed 0 with the same grid as ``scripts/baselines.py``, and evaluates the tuned programs
+on fresh seeds. Results are cached per task variant, like the baselines.
+
+    python scripts/lion_batch_size.py --task charlm_a --batch-sizes 16 64 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import dsl
+import proxy_tasks
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines import REPO, Cache, summary, tuned_program  # noqa: E402
+
+
+class VariantCache(Cache):
+    """A ``Cache`` whose task names may be variants ``<task>@batch<N>``."""
+
+    tasks: dict[str, proxy_tasks.Task] = {}
+
+    def evaluate(self, task_name, program, seed):
+        if task_name not in self.tasks:
+            base, batch = task_name.split("@batch")
+            config = replace(proxy_tasks.config(base), name=task_name, batch_size=int(batch))
+            self.tasks[task_name] = proxy_tasks.build(config)
+        key = self.key(task_name, program, seed)
+        if key not in self.entries:
+            result = self.tasks[task_name].evaluate(program, seed)
+            self.entries[key] = {
+                "fitness": result.fitness,
+                "metric": result.metric,
+                "failure": result.failure,
+                "seconds": result.seconds,
+            }
+            self.path.write_text(__import__("json").dumps(self.entries))
+        return self.entries[key]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="charlm_a")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 64, 256])
+    parser.add_argument("--programs", nargs="+", default=["adamw", "lion"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--data-dir", default=str(REPO / "docs" / "baselines_data"))
+    args = parser.parse_args(argv)
+    cache = VariantCache(Path(args.data_dir) / f"batch_{args.task}.json")
+    base = proxy_tasks.config(args.task)
+    print(f"{args.task}: {base.steps} steps; tuned on seed 0, evaluated on seeds {args.seeds}")
+    print("| batch | program | lr | wd | metric (mean +- std) |")
+    print("|---|---|---|---|---|")
+    for batch in args.batch_sizes:
+        task_name = f"{args.task}@batch{batch}"
+        for name in args.programs:
+            tuned, info = tuned_program(cache, task_name, dsl.library.load(name), [0])
+            for seed in args.seeds:
+                cache.evaluate(task_name, tuned, seed)
+            s = summary(cache, task_name, tuned, args.seeds)
+            failed = f" ({s['failures']} failed)" if s["failures"] else ""
+            edges = f" edge:{','.join(info['edges'])}" if info["edges"] else ""
+            wd = "-" if info["wd"] is None else f"{info['wd']:.3g}"
+            print(
+                f"| {batch} | {name} | {info['lr']:.3g} | {wd} | {s['mean']:.4f} +- {s['std']:.4f}{failed}{edges} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
