@@ -1,4 +1,4 @@
-"""``symdisc evaluate`` and ``symdisc tune``."""
+"""``symdisc tasks``, ``symdisc evaluate`` and ``symdisc tune``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from dsl.library import load_program
 
 
 def register(subparsers) -> None:
+    tasks = subparsers.add_parser("tasks", help="list the proxy tasks (sizes a/b/c for the funnel)")
+    tasks.set_defaults(func=cmd_tasks)
+
     evaluate = subparsers.add_parser(
         "evaluate", help="train a proxy task with a program and print its fitness"
     )
     evaluate.add_argument("program", help="a program file, or a library name such as 'lion'")
-    evaluate.add_argument("--task", required=True, help="proxy task name (see proxy_tasks.names())")
+    evaluate.add_argument("--task", required=True, help="proxy task name (see: symdisc tasks)")
     evaluate.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1); default 1")
     evaluate.set_defaults(func=cmd_evaluate)
 
@@ -27,6 +30,20 @@ def register(subparsers) -> None:
     tune.add_argument("--seeds", type=int, default=1, help="seeds averaged per grid point; default 1")
     tune.add_argument("--out", help="write the tuned program to this file")
     tune.set_defaults(func=cmd_tune)
+
+
+def cmd_tasks(args) -> int:
+    import proxy_tasks
+
+    print(f"{'task':<18} {'family':<12} {'size':<5} {'steps':>6} {'batch':>6}  {'schedule':<14} model")
+    for name in proxy_tasks.names():
+        config = proxy_tasks.config(name)
+        model = ", ".join(f"{key}={value}" for key, value in config.model.items())
+        print(
+            f"{name:<18} {config.family:<12} {config.size:<5} {config.steps:>6} {config.batch_size:>6}  "
+            f"{config.schedule.kind:<14} {model}"
+        )
+    return 0
 
 
 def _load(args):
