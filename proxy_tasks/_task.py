@@ -210,8 +210,7 @@ class Task:
             return Result(
                 WORST_FITNESS, float("nan"), float("nan"), 0, reason, time.perf_counter() - start
             ), None
-        code = {key: jax.numpy.asarray(value) for key, value in encoded.arrays().items()}
-        outputs = self._interpreted(code, np.int32(seed), encoded.bucket[1], *self._data)
+        outputs = self._interpreted(encoded.packed(), np.int32(seed), encoded.bucket, *self._data)
         return self._result(outputs, start)
 
     def train_optax(self, optimizer, seed: int = 0) -> tuple[Result, Any]:
@@ -233,12 +232,13 @@ class Task:
 
     # ------------------------------------------------------------------ loops
 
-    def _interpreted_run(self, code, seed, temporaries, x_train, y_train, x_val, y_val):
+    def _interpreted_run(self, packed_code, seed, bucket, x_train, y_train, x_val, y_val):
         from jax.flatten_util import ravel_pytree
 
-        from ._interpreter import initial_registers, make_program_step, schedule_table
+        from ._interpreter import initial_registers, make_program_step, schedule_table, unpack
 
         self.trace_count += 1
+        code = unpack(packed_code, bucket[0])
         init_key, _ = jax.random.split(jax.random.key(seed))
         flat_w, unravel = ravel_pytree(self.model.init(init_key))
         program_step = make_program_step(self.layout)
@@ -253,7 +253,7 @@ class Task:
             update, registers = program_step(code, registers, scalars[t], w, g)
             return w - update, registers
 
-        registers = initial_registers((0, temporaries), self.layout)
+        registers = initial_registers(bucket, self.layout)
         return self._loop(flat_w, registers, loss_fn, apply, unravel, seed, x_train, y_train, x_val, y_val)
 
     def _direct_run(self, optimizer, seed, x_train, y_train, x_val, y_val):

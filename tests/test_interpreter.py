@@ -228,3 +228,11 @@ def test_schedule_table_holds_every_step():
     lr_slot = encoded.arg_index[0, 1]  # update = g * lr: the per-step statement's scalar argument
     assert encoded.length == 1 and encoded.arg_is_scalar[0, 1] and not encoded.arg_is_scalar[0, 0]
     np.testing.assert_allclose(table[:, lr_slot], lrs * (1.0 - 0.9**steps), rtol=1e-6)
+
+
+def test_packed_code_round_trips():
+    encoded = _interpreter.encode(dsl.library.load("adamw"))
+    unpacked = _interpreter.unpack(jnp.asarray(encoded.packed()), encoded.bucket[0])
+    for name, value in encoded.arrays().items():
+        np.testing.assert_array_equal(np.asarray(unpacked[name]), value, err_msg=name)
+        assert unpacked[name].dtype == np.asarray(value).dtype, name
