@@ -3,7 +3,7 @@
 The paper (Chen et al. 2023) reports Lion's advantage over AdamW growing with the batch
 size, and being largest on Transformers. This script takes one registered proxy task,
 replaces its batch size (the number of steps stays fixed, so compute grows with the
-batch), tunes the learning-rate and weight-decay constants of ``adamw`` and ``lion`` on
+batch; ``--steps`` changes it too), tunes the learning-rate and weight-decay constants of ``adamw`` and ``lion`` on
 seed 0 with the same grid as ``scripts/baselines.py``, and evaluates the tuned programs
 on fresh seeds. Results are cached per task variant, like the baselines.
 
@@ -25,14 +25,16 @@ from baselines import REPO, Cache, summary, tuned_program  # noqa: E402
 
 
 class VariantCache(Cache):
-    """A ``Cache`` whose task names may be variants ``<task>@batch<N>``."""
+    """A ``Cache`` whose task names may be variants ``<task>@batch<N>[@steps<M>]``."""
 
     tasks: dict[str, proxy_tasks.Task] = {}
 
     def evaluate(self, task_name, program, seed):
         if task_name not in self.tasks:
-            base, batch = task_name.split("@batch")
+            base, batch, *steps = task_name.replace("@steps", "@batch").split("@batch")
             config = replace(proxy_tasks.config(base), name=task_name, batch_size=int(batch))
+            if steps:
+                config = replace(config, steps=int(steps[0]))
             self.tasks[task_name] = proxy_tasks.build(config)
         key = self.key(task_name, program, seed)
         if key not in self.entries:
@@ -51,17 +53,19 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="charlm_a")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 64, 256])
+    parser.add_argument("--steps", type=int, help="replace the task's number of steps too")
     parser.add_argument("--programs", nargs="+", default=["adamw", "lion"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--data-dir", default=str(REPO / "docs" / "baselines_data"))
     args = parser.parse_args(argv)
-    cache = VariantCache(Path(args.data_dir) / f"batch_{args.task}.json")
-    base = proxy_tasks.config(args.task)
-    print(f"{args.task}: {base.steps} steps; tuned on seed 0, evaluated on seeds {args.seeds}")
+    steps_suffix = f"@steps{args.steps}" if args.steps else ""
+    cache = VariantCache(Path(args.data_dir) / f"batch_{args.task}{steps_suffix}.json")
+    steps = args.steps or proxy_tasks.config(args.task).steps
+    print(f"{args.task}: {steps} steps; tuned on seed 0, evaluated on seeds {args.seeds}")
     print("| batch | program | lr | wd | metric (mean +- std) |")
     print("|---|---|---|---|---|")
     for batch in args.batch_sizes:
-        task_name = f"{args.task}@batch{batch}"
+        task_name = f"{args.task}@batch{batch}{steps_suffix}"
         for name in args.programs:
             tuned, info = tuned_program(cache, task_name, dsl.library.load(name), [0])
             for seed in args.seeds:
