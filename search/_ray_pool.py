@@ -31,7 +31,8 @@ from ._evaluator import Completed, evaluate_safely, get_task
 
 # One compute thread per JAX process: each actor owns one CPU (``num_cpus=1``), and XLA's
 # default thread pool would otherwise make the workers fight over every core.
-# scripts/bench_search.py --compare-env measures this against the default environment.
+# Measured by scripts/bench_search.py --compare-env: with XLA's default threads two workers
+# were no faster than one on 2 cores; single-threaded, 1.4x (docs/performance.md, Search).
 SINGLE_THREAD_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 
 
@@ -127,7 +128,12 @@ class RayEvaluator:
         self._started_ray = False
         if not ray.is_initialized():
             self._start_ray(address)
-        self.num_workers = num_workers or _default_num_workers(num_gpus)
+        try:
+            self.num_workers = num_workers or _default_num_workers(num_gpus)
+        except WorkerPoolError:
+            if self._started_ray:
+                ray.shutdown()
+            raise
         self.capacity = self.num_workers * max_in_flight_per_worker
         self._depth = max_in_flight_per_worker
         self._actor_options = {
