@@ -170,7 +170,13 @@ class Task:
         self._data = tuple(
             jax.numpy.asarray(a) for a in (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val)
         )
-        self._interpreted = jax.jit(self._interpreted_run, static_argnums=2)
+        self._interpreted = jax.jit(self._interpreted_run, static_argnums=3)
+        counts = np.arange(config.steps)
+        # What a program reads as lr and step at each step (host arrays for schedule_table).
+        self._schedule_inputs = (
+            np.asarray(self.schedule(jax.numpy.asarray(counts)), np.float32),
+            (counts + 1).astype(np.float32),
+        )
         self._direct_cache: dict[int, Callable] = {}
 
     @property
@@ -198,7 +204,7 @@ class Task:
         """Like ``evaluate``, and also return the trained params pytree (None if invalid)."""
         import dsl
 
-        from ._interpreter import encode
+        from ._interpreter import encode, schedule_table
 
         start = time.perf_counter()
         try:
@@ -210,7 +216,8 @@ class Task:
             return Result(
                 WORST_FITNESS, float("nan"), float("nan"), 0, reason, time.perf_counter() - start
             ), None
-        outputs = self._interpreted(encoded.packed(), np.int32(seed), encoded.bucket, *self._data)
+        scalars = schedule_table(encoded, *self._schedule_inputs)
+        outputs = self._interpreted(encoded.packed(), scalars, np.int32(seed), encoded.bucket, *self._data)
         return self._result(outputs, start)
 
     def train_optax(self, optimizer, seed: int = 0) -> tuple[Result, Any]:
@@ -232,24 +239,23 @@ class Task:
 
     # ------------------------------------------------------------------ loops
 
-    def _interpreted_run(self, packed_code, seed, bucket, x_train, y_train, x_val, y_val):
+    def _interpreted_run(self, packed_code, scalars, seed, bucket, x_train, y_train, x_val, y_val):
         from jax.flatten_util import ravel_pytree
 
-        from ._interpreter import initial_registers, make_program_step, schedule_table, unpack
+        from ._interpreter import initial_registers, make_program_step, unpack
 
         self.trace_count += 1
         code = unpack(packed_code, bucket[0])
         init_key, _ = jax.random.split(jax.random.key(seed))
         flat_w, unravel = ravel_pytree(self.model.init(init_key))
         program_step = make_program_step(self.layout)
-        counts = jax.numpy.arange(self.config.steps)
-        # The program's scalar-only statements, for every step at once (before the loop).
-        scalars = schedule_table(code, self.schedule(counts), (counts + 1).astype(jax.numpy.float32))
 
         def loss_fn(w, x, y):
             return self.model.loss(unravel(w), x, y)
 
         def apply(w, g, registers, t):
+            # scalars: [steps, S], the program's scalar-only statements run for every step
+            # before the loop (_interpreter.schedule_table).
             update, registers = program_step(code, registers, scalars[t], w, g)
             return w - update, registers
 

@@ -218,10 +218,10 @@ def test_schedule_table_holds_every_step():
         "  return update, m\n"
     )
     encoded = _interpreter.encode(program)
-    code = {key: jnp.asarray(value) for key, value in encoded.arrays().items()}
     lrs = np.linspace(1.0, 0.1, 50).astype(np.float32)
     steps = np.arange(1, 51, dtype=np.float32)
-    table = np.asarray(_interpreter.schedule_table(code, jnp.asarray(lrs), jnp.asarray(steps)))
+    table = _interpreter.schedule_table(encoded, lrs, steps)
+    assert table.dtype == np.float32
     assert table.shape == (50, _interpreter.scalar_slots(encoded.bucket[0]))
     np.testing.assert_array_equal(table[:, _interpreter.SLOT_LR], lrs)
     np.testing.assert_array_equal(table[:, _interpreter.SLOT_STEP], steps)
