@@ -80,7 +80,11 @@ def make_evaluator(config: Config, address: str | None = None):
     from ._ray_pool import RayEvaluator
 
     return RayEvaluator(
-        config.task.name, num_workers=config.workers.count, address=address or config.workers.address
+        config.task.name,
+        num_workers=config.workers.count,
+        address=address or config.workers.address,
+        max_in_flight_per_worker=config.workers.in_flight_per_worker,
+        num_gpus=config.workers.gpus_per_worker,
     )
 
 

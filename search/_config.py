@@ -53,7 +53,7 @@ def _positive_int(x: Any) -> bool:
     return _is_int(x) and x >= 1
 
 
-def _task_name(x: Any) -> bool:
+def _nonempty_str(x: Any) -> bool:
     return isinstance(x, str) and bool(x)
 
 
@@ -61,7 +61,7 @@ def _task_name(x: Any) -> bool:
 class TaskSection:
     """The proxy task that scores candidates."""
 
-    name: str = _spec("mlp_digits_a", "a proxy task name (string)", _task_name, "proxy task registry name")
+    name: str = _spec("mlp_digits_a", "a proxy task name (string)", _nonempty_str, "proxy task registry name")
     seed: int = _spec(
         0, "an int >= 0", lambda x: _is_int(x) and x >= 0, "training seed, the same for every candidate"
     )
@@ -78,10 +78,12 @@ class SearchSection:
         "evolution (the method); constants_only (only constants mutate); random (random programs)",
     )
     initial_program: str = _spec(
-        "adamw_paper", "a library program name or a program file path", _task_name, "the warm start"
+        "adamw_paper", "a library program name or a program file path", _nonempty_str, "the warm start"
     )
     population_size: int = _spec(1000, "an int >= 3", lambda x: _is_int(x) and x >= 3, "P")
-    tournament_size: int = _spec(2, "an int >= 2 and < search.population_size", lambda x: _is_int(x) and x >= 2, "T < P")
+    tournament_size: int = _spec(
+        2, "an int >= 2 and < search.population_size", lambda x: _is_int(x) and x >= 2, "T < P"
+    )
     parallel_searches: int = _spec(
         1, "an int >= 1", _positive_int, "independent populations, all started from the initial program"
     )
@@ -152,7 +154,7 @@ class BudgetSection:
 class MetaValidationSection:
     """Evaluate the current best on a larger task every ``every`` evaluations."""
 
-    task: str | None = _spec(None, "null or a proxy task name", _optional(_task_name), "null disables it")
+    task: str | None = _spec(None, "null or a proxy task name", _optional(_nonempty_str), "null disables it")
     every: int = _spec(100, "an int >= 1", _positive_int, "evaluations between two meta-validations")
 
 
@@ -165,7 +167,16 @@ class WorkersSection:
         None, "null or an int >= 1", _optional(_positive_int), "Ray workers; null: one per CPU"
     )
     address: str | None = _spec(
-        None, "null or a Ray address", _optional(_task_name), "join this Ray cluster; null starts a local one"
+        None,
+        "null or a Ray address",
+        _optional(_nonempty_str),
+        "join this Ray cluster; null starts a local one",
+    )
+    in_flight_per_worker: int = _spec(
+        2, "an int >= 1", _positive_int, "candidates queued per Ray worker (1: the in-process order)"
+    )
+    gpus_per_worker: float = _spec(
+        0, "a number >= 0", lambda x: _is_number(x) and x >= 0, "GPUs per Ray worker; 0 trains on the CPU"
     )
 
 
