@@ -18,12 +18,11 @@ import ast
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Union
 
 from ._ops import OPS, lookup
 from ._types import Kind
 
-Arg = Union[str, float]
+Arg = str | float
 """A statement argument: a variable name, or a float constant."""
 
 RESERVED_INPUTS = ("w", "g", "lr", "step")
