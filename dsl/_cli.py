@@ -10,7 +10,7 @@ from ._analysis import analyze
 from ._dataflow import dataflow, to_dot
 from ._fingerprint import fingerprint
 from ._ops import OPS
-from ._program import ProgramError
+from ._program import Program, ProgramError
 from .library import load_program
 
 
@@ -46,10 +46,12 @@ def cmd_ops(args) -> int:
     return 0
 
 
-def _load_or_report(source: str):
+def _load_or_report(source: str, type_check: bool = True) -> Program | None:
+    """The program at ``source`` (a file or a library name), or None after printing why not."""
     try:
         program = load_program(source)
-        _ = program.kinds  # type-check (cached on the program)
+        if type_check:
+            _ = program.kinds  # cached on the program
         return program
     except (ProgramError, FileNotFoundError) as error:
         print(f"{source}: {error}", file=sys.stderr)
@@ -60,17 +62,13 @@ def cmd_show(args) -> int:
     if args.png and not args.graph:
         print("--png needs --graph", file=sys.stderr)
         return 2
+    # A graph is drawn even if the program does not type-check.
+    program = _load_or_report(args.program, type_check=not args.graph)
+    if program is None:
+        return 1
     if not args.graph:
-        program = _load_or_report(args.program)
-        if program is None:
-            return 1
         print(program.to_text(), end="")
         return 0
-    try:
-        program = load_program(args.program)  # a graph is drawn even if it does not type-check
-    except (ProgramError, FileNotFoundError) as error:
-        print(f"{args.program}: {error}", file=sys.stderr)
-        return 1
     dot_text = to_dot(dataflow(program))
     print(dot_text, end="")
     if args.png:
@@ -92,10 +90,8 @@ def _render_png(dot_text: str, path: str) -> int:
 
 
 def cmd_check(args) -> int:
-    try:
-        program = load_program(args.program)
-    except (ProgramError, FileNotFoundError) as error:
-        print(f"{args.program}: {error}", file=sys.stderr)
+    program = _load_or_report(args.program, type_check=False)  # analyze reports type errors
+    if program is None:
         return 1
     analysis = analyze(program)
     if not analysis.valid:
