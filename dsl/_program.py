@@ -169,6 +169,11 @@ def _check_structure(program: Program) -> None:
         raise ProgramError(f"the returned update {program.update!r} is never assigned", program.return_line())
 
 
+def input_kinds(program: Program) -> dict[str, Kind]:
+    """The kind of each input, in signature order: ``lr`` and ``step`` scalars, the rest trees."""
+    return {name: Kind.SCALAR if name in ("lr", "step") else Kind.TREE for name in program.inputs}
+
+
 def infer_kinds(program: Program) -> tuple[Kind, ...]:
     """Type-check ``program`` and return the kind of each statement's result.
 
@@ -178,8 +183,7 @@ def infer_kinds(program: Program) -> tuple[Kind, ...]:
     Raises:
       ProgramError: naming the statement's line and the reason.
     """
-    kinds = {name: Kind.TREE for name in program.inputs}
-    kinds["lr"] = kinds["step"] = Kind.SCALAR
+    kinds = input_kinds(program)
     result = []
     for index, statement in enumerate(program.statements):
         arg_kinds = tuple(kinds[a] if isinstance(a, str) else Kind.SCALAR for a in statement.args)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._ops import OPS, Op
-from ._program import Program, ProgramError, Statement
+from ._program import Program, ProgramError, Statement, input_kinds
 from ._types import Kind
 
 OP_NAMES: tuple[str, ...] = tuple(OPS)
@@ -22,10 +22,7 @@ def scope_kinds(program: Program, position: int) -> dict[str, Kind]:
 
     Assumes ``program`` type-checks.
     """
-    scope = {name: Kind.TREE for name in program.inputs}
-    scope["lr"] = Kind.SCALAR
-    if "step" in scope:
-        scope["step"] = Kind.SCALAR
+    scope = input_kinds(program)
     for statement, kind in zip(program.statements[:position], program.kinds, strict=False):
         scope[statement.target] = kind
     return scope
