@@ -238,17 +238,15 @@ class Analysis:
             return program
         redundant = set(self.redundant)
         unused = set(self.unused_state_slots)
-        taken = {a for s in program.statements for a in s.variables()} | {
-            s.target for s in program.statements
-        }
-        taken |= set(program.inputs)
+        # Every variable read is an input or an earlier target (checked on construction).
+        taken = {s.target for s in program.statements} | set(program.inputs)
         renamed: dict[int, str] = {}  # kept statement index -> fresh target
         statements = []
         for index, statement in enumerate(program.statements):
             if index in redundant:
                 continue
             args = tuple(
-                renamed.get(ref, arg) if type(arg) is str and type(ref) is int else arg
+                renamed.get(ref, arg) if type(arg) is str else arg
                 for arg, ref in zip(statement.args, self._resolved.refs[index], strict=True)
             )
             target = statement.target
