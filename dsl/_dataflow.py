@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ._analysis import FIRST_SLOT, liveness, resolve
+from ._analysis import FIRST_SLOT, LR, STEP, G, W, liveness, resolve
 from ._program import Program
 
-_INPUT_NAMES = {-1: "w", -2: "g", -3: "lr", -4: "step"}
+_INPUT_NAMES = {W: "w", G: "g", LR: "lr", STEP: "step"}
 
 
 def _input_node(name: str) -> str:
