@@ -59,6 +59,17 @@ def test_show_graph_prints_dot(capsys):
     assert out == dsl.to_dot(dsl.dataflow(dsl.library.load("lion")))
 
 
+def test_show_graph_draws_a_program_that_does_not_type_check(tmp_path, capsys):
+    path = tmp_path / "bad.txt"
+    path.write_text("def train(w, g, lr):\n  n = norm(lr)\n  update = g * n\n  return update\n")
+    assert main(["show", str(path)]) == 1
+    assert "line 2: norm reduces a tree, got a scalar" in capsys.readouterr().err
+    assert main(["show", "--graph", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == dsl.to_dot(dsl.dataflow(dsl.library.load_program(str(path))))
+    assert captured.err == ""
+
+
 def test_show_without_graph_still_prints_the_program(capsys):
     assert main(["show", "lion"]) == 0
     assert capsys.readouterr().out == dsl.library.load("lion").to_text()
@@ -69,8 +80,8 @@ def test_png_needs_graph(capsys):
     assert "--png needs --graph" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("dot") is not None, reason="Graphviz is installed")
-def test_png_without_graphviz_says_so(tmp_path, capsys):
+def test_png_without_graphviz_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no 'dot' on it
     target = tmp_path / "lion.png"
     assert main(["show", "--graph", "lion", "--png", str(target)]) == 1
     captured = capsys.readouterr()
