@@ -77,8 +77,8 @@ class Program:
       statements: the body.
       update: the variable returned as the update (subtracted from the weights).
       uses_step: whether the signature ends with ``step`` (the 1-based step count).
-      source_lines: for a parsed program, the text line of each statement and then of
-        the return (used in error messages; not part of equality).
+      source_lines: for a parsed program, the text line of the ``def``, of each
+        statement and of the return (used in error messages; not part of equality).
     """
 
     state: tuple[str, ...] = ("m", "v")
@@ -102,10 +102,16 @@ class Program:
         """The returned variables: the update, then the state slots."""
         return (self.update, *self.state)
 
+    def signature_line(self) -> int:
+        """The text line of ``def train(...)`` (the source's, or the canonical text's)."""
+        if self.source_lines is not None:
+            return self.source_lines[0]
+        return 1
+
     def line_of(self, index: int) -> int:
         """The text line of statement ``index`` (the source's, or the canonical text's)."""
         if self.source_lines is not None:
-            return self.source_lines[index]
+            return self.source_lines[index + 1]
         return index + 2
 
     def return_line(self) -> int:
@@ -136,15 +142,16 @@ class Program:
 def _check_structure(program: Program) -> None:
     """Names, arities and scoping: everything but types."""
     state = program.state
+    line = program.signature_line()
     if len(state) > MAX_STATE_SLOTS:
-        raise ProgramError(f"at most {MAX_STATE_SLOTS} state slots, got {len(state)}", 1)
+        raise ProgramError(f"at most {MAX_STATE_SLOTS} state slots, got {len(state)}", line)
     for name in state:
         if not isinstance(name, str) or not name.isidentifier():
-            raise ProgramError(f"state slot {name!r} is not a variable name", 1)
+            raise ProgramError(f"state slot {name!r} is not a variable name", line)
         if name in RESERVED_INPUTS:
-            raise ProgramError(f"state slot {name!r} clashes with the input {name!r}", 1)
+            raise ProgramError(f"state slot {name!r} clashes with the input {name!r}", line)
     if len(set(state)) != len(state):
-        raise ProgramError("state slots must have distinct names", 1)
+        raise ProgramError("state slots must have distinct names", line)
     defined = set(program.inputs)
     for index, statement in enumerate(program.statements):
         line = program.line_of(index)
@@ -232,7 +239,7 @@ def parse(text: str) -> Program:
     *body, last = function.body
     if not isinstance(last, ast.Return):
         raise ProgramError("the function must end with 'return update, <state...>'", last.end_lineno)
-    statements, lines = [], []
+    statements, lines = [], [function.lineno]
     for node in body:
         statements.append(_parse_statement(node))
         lines.append(node.lineno)

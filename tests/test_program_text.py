@@ -177,6 +177,11 @@ PARSE_ERRORS = [
         "state slots must have distinct names",
     ),
     ("def optimize(w, g, lr):\n  update = sign(g)\n  return update\n", 1, "expected exactly one function"),
+    (
+        "# a header comment\n\ndef train(w, g, m, m, lr):\n  update = sign(g)\n  return update, m, m\n",
+        3,
+        "must have distinct names",
+    ),
     ("x = 1\n" + body("update = sign(g)"), 1, "only 'def train(...)' may appear at the top level"),
     (SIGNATURE + "  update = sign(g)\n", 2, "must end with 'return update, <state...>'"),
     (body("update = sign(g)", returns="sign(g), m"), 3, "return variable names"),
