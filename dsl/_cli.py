@@ -89,6 +89,10 @@ def _render_png(dot_text: str, path: str) -> int:
     return 0
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def cmd_check(args) -> int:
     program = _load_or_report(args.program, type_check=False)  # analyze reports type errors
     if program is None:
@@ -99,7 +103,7 @@ def cmd_check(args) -> int:
         return 1
     n = len(program.statements)
     slots = len(program.state)
-    print(f"{args.program}: valid ({n} statements, {slots} state slot{'' if slots == 1 else 's'})")
+    print(f"{args.program}: valid ({_count(n, 'statement')}, {_count(slots, 'state slot')})")
     print(f"  hash:         {analysis.hash}")
     print(f"  fingerprint:  {fingerprint(program)}")
     print(f"  live state:   {', '.join(analysis.live_state_slots) or 'none'}")
