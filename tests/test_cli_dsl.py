@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -87,3 +88,19 @@ def test_command_line_in_a_subprocess(tmp_path):
     check = subprocess.run([*command, "check", str(bad)], capture_output=True, text=True, timeout=120)
     assert check.returncode != 0
     assert "line 3:" in check.stderr and "'y' is read before it is assigned" in check.stderr
+
+
+def test_a_closed_output_pipe_is_a_quiet_exit():
+    # No reader at all: the first write fails (as in `symdisc ops | head -1` once head exits).
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "wb") as stdout:
+        completed = subprocess.run(
+            [sys.executable, "-m", "symdisc", "ops"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert completed.returncode == 141
+    assert completed.stderr == ""
