@@ -25,14 +25,8 @@ from typing import Any
 from ._hash import functional_hash_of_resolved
 from ._ops import OPS
 from ._program import Program, ProgramError, Statement, infer_kinds, parse
+from ._refs import FIRST_SLOT, LR, STEP, G, W
 from ._types import Kind
-
-# Input references are negative ints, statement references their index (>= 0),
-# constants stay floats.
-W, G, LR, STEP = -1, -2, -3, -4
-FIRST_SLOT = -5
-"""State slot ``i`` is referenced as ``FIRST_SLOT - i``."""
-
 
 # Kinds are small ints in the hot loop (Enum hashing runs Python code).
 _KINDS = (Kind.SCALAR, Kind.PER_ARRAY, Kind.TREE)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import networkx as nx
 
-from ._analysis import FIRST_SLOT, LR, STEP, G, W, liveness, resolve
+from ._analysis import liveness, resolve
 from ._program import Program
+from ._refs import FIRST_SLOT, INPUTS
 
-_INPUT_NAMES = {W: "w", G: "g", LR: "lr", STEP: "step"}
+_INPUT_NAMES = {ref: name for name, ref in INPUTS.items()}
 
 
 def _input_node(name: str) -> str:

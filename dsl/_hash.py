@@ -41,6 +41,8 @@ import itertools
 from typing import TYPE_CHECKING
 
 from ._ops import OPS
+from ._program import MAX_STATE_SLOTS
+from ._refs import FIRST_SLOT, INPUTS
 
 if TYPE_CHECKING:
     from ._analysis import Resolved
@@ -54,10 +56,9 @@ def _leaf(label: str) -> bytes:
     return _blake(label.encode(), digest_size=_DIGEST_SIZE).digest()
 
 
-# References as in dsl._analysis: -1 w, -2 g, -3 lr, -4 step, -5 - i state slot i.
-_INPUT_DIGESTS = {-1: _leaf("input:w"), -2: _leaf("input:g"), -3: _leaf("input:lr"), -4: _leaf("input:step")}
+_INPUT_DIGESTS = {ref: _leaf(f"input:{name}") for name, ref in INPUTS.items()}
 _ANONYMOUS_SLOT = _leaf("state:anonymous")
-_SLOT_DIGESTS = tuple(_leaf(f"state:{i}") for i in range(8))
+_SLOT_DIGESTS = tuple(_leaf(f"state:{i}") for i in range(MAX_STATE_SLOTS))
 
 _OP_PREFIX = {name: f"{name}:".encode() for name in OPS}
 _COMMUTATIVE = frozenset(name for name, op in OPS.items() if op.commutative)
@@ -104,7 +105,7 @@ def _statement_digests(program: Program, resolved: Resolved, live, slot_digest: 
             elif ref >= 0:
                 children.append(digests[ref])
                 floats.append(python_float[ref])
-            elif ref >= -4:
+            elif ref > FIRST_SLOT:
                 children.append(_INPUT_DIGESTS[ref])
                 floats.append(False)
             else:
@@ -155,7 +156,7 @@ def _statement_digests(program: Program, resolved: Resolved, live, slot_digest: 
 def _ref_digest(ref: int, digests, slot_digest: dict[int, bytes]) -> bytes:
     if ref >= 0:
         return digests[ref]
-    if ref >= -4:
+    if ref > FIRST_SLOT:
         return _INPUT_DIGESTS[ref]
     return slot_digest[ref]
 
@@ -166,7 +167,7 @@ def functional_hash_of_resolved(program: Program, resolved: Resolved, live, live
     live_slots = [i for i, flag in enumerate(live_slot) if flag]
 
     def hash_with_order(order) -> bytes:
-        slot_digest = {-5 - slot: _SLOT_DIGESTS[position] for position, slot in enumerate(order)}
+        slot_digest = {FIRST_SLOT - slot: _SLOT_DIGESTS[position] for position, slot in enumerate(order)}
         digests = _statement_digests(program, resolved, live, slot_digest)
         parts = [b"update", _ref_digest(resolved.update_ref, digests, slot_digest)]
         for slot in order:
@@ -175,7 +176,7 @@ def functional_hash_of_resolved(program: Program, resolved: Resolved, live, live
 
     if len(live_slots) <= 1:
         return hash_with_order(live_slots).hex()
-    anonymous = {-5 - slot: _ANONYMOUS_SLOT for slot in live_slots}
+    anonymous = {FIRST_SLOT - slot: _ANONYMOUS_SLOT for slot in live_slots}
     digests = _statement_digests(program, resolved, live, anonymous)
     color = {slot: _ref_digest(slot_refs[slot], digests, anonymous) for slot in live_slots}
     live_slots.sort(key=color.__getitem__)
