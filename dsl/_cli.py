@@ -53,7 +53,7 @@ def _load_or_report(source: str, type_check: bool = True) -> Program | None:
         if type_check:
             _ = program.kinds  # cached on the program
         return program
-    except (ProgramError, FileNotFoundError) as error:
+    except (ProgramError, OSError, UnicodeDecodeError) as error:  # OSError: unreadable file
         print(f"{source}: {error}", file=sys.stderr)
         return None
 

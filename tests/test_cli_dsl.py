@@ -104,3 +104,12 @@ def test_a_closed_output_pipe_is_a_quiet_exit():
         )
     assert completed.returncode == 141
     assert completed.stderr == ""
+
+
+def test_a_file_that_is_not_text_is_a_clear_error(tmp_path, capsys):
+    file = tmp_path / "image.txt"
+    file.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    assert main(["check", str(file)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"{file}: 'utf-8' codec can't decode byte 0x89")
+    assert captured.out == ""
