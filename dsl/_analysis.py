@@ -156,7 +156,7 @@ class Analysis:
 
     Attributes:
       program: the analysed program (None if text did not parse).
-      valid: whether it parses and type-checks (and the params example is fine).
+      valid: whether it parses and type-checks (a bad params example raises instead).
       error: the ``ProgramError`` (with its line) when not valid.
       kinds: the kind of each statement's result (empty when not valid).
       hash: the functional hash (hex), None when not valid; see ``dsl._hash``.
@@ -194,6 +194,7 @@ class Analysis:
         return tuple(self.program.line_of(i) for i in self.redundant)
 
     def raise_if_invalid(self) -> None:
+        """Raise ``error`` (a ``ProgramError``) if the program is not valid."""
         if not self.valid:
             raise self.error
 
