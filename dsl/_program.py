@@ -241,7 +241,7 @@ def parse(text: str) -> Program:
         raise ProgramError("the function must end with 'return update, <state...>'", last.end_lineno)
     statements, lines = [], [function.lineno]
     for node in body:
-        statements.append(_parse_statement(node))
+        statements.append(_parse_statement(node, text))
         lines.append(node.lineno)
     update = _parse_return(last, state)
     lines.append(last.lineno)
@@ -265,7 +265,7 @@ def _parse_signature(function: ast.FunctionDef) -> tuple[tuple[str, ...], bool]:
     return tuple(names[2:-1]), uses_step
 
 
-def _parse_statement(node: ast.stmt) -> Statement:
+def _parse_statement(node: ast.stmt, text: str) -> Statement:
     line = node.lineno
     if not isinstance(node, ast.Assign):
         raise ProgramError("expected an assignment 'x = f(a, b)'", line)
@@ -294,24 +294,25 @@ def _parse_statement(node: ast.stmt) -> Statement:
         raise ProgramError("the right-hand side must be one function call, e.g. 'f(a, b)' or 'a * b'", line)
     if len(raw_args) != op.arity:
         raise ProgramError(f"{op.name} takes {op.arity} argument(s), got {len(raw_args)}", line)
-    return Statement(target, op.name, tuple(_parse_arg(a, line) for a in raw_args))
+    return Statement(target, op.name, tuple(_parse_arg(a, line, text) for a in raw_args))
 
 
-def _parse_arg(node: ast.expr, line: int) -> Arg:
+def _parse_arg(node: ast.expr, line: int, text: str) -> Arg:
     if isinstance(node, ast.Name):
         return node.id
+    written = ast.get_source_segment(text, node) or ast.unparse(node)  # as in the error messages
     sign = 1.0
+    number = node
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
-        node = node.operand
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        value = sign * float(node.value)
+        number = node.operand
+    if isinstance(number, ast.Constant) and type(number.value) in (int, float):
+        value = sign * float(number.value)
         if not math.isfinite(value):
-            raise ProgramError(f"constant {ast.unparse(node)} is not finite", line)
+            raise ProgramError(f"constant {written} is not finite", line)
         return value
     raise ProgramError(
-        f"arguments must be variable names or numbers, got {ast.unparse(node)!r} (one call per statement)",
-        line,
+        f"arguments must be variable names or numbers, got {written!r} (one call per statement)", line
     )
 
 

@@ -146,6 +146,8 @@ PARSE_ERRORS = [
     (body("x = sign(g)", "update = x *"), 3, "syntax error"),
     (body("update = g * 1e999"), 2, "not finite"),
     (body("update = g * -1e999"), 2, "not finite"),
+    (body("update = g * 1E999"), 2, "constant 1E999 is not finite"),
+    (body("update = g * -m"), 2, "got '-m'"),
     (body("update = sign(abs(g))"), 2, "arguments must be variable names or numbers"),
     (body("update = g + m * 2.0"), 2, "arguments must be variable names or numbers"),
     (body("update, x = g, m"), 2, "assign to exactly one variable name"),
