@@ -8,7 +8,6 @@ compile anything.
 
 from ._data import load_digits_dataset as load_digits_dataset
 from ._interpreter import encode as encode
-from ._interpreter import prune as prune
 from ._registry import TASK_CONFIGS as TASK_CONFIGS
 from ._registry import build as build
 from ._registry import config as config

@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dsl import DIVISION_EPSILON, OPS, Kind, Program, ProgramError
+from dsl import DIVISION_EPSILON, OPS, Kind, Program, ProgramError, prune
 
 REGISTER_W = 0
 REGISTER_G = 1
@@ -86,30 +86,6 @@ MODE_PER_ARRAY = 1  # a sum over a PER_ARRAY value: each segment's first element
 def scalar_slots(max_statements: int) -> int:
     """Scalar slots of a bucket: lr, step, up to 3 constants and 1 result per statement."""
     return FIXED_SLOTS + 4 * max_statements
-
-
-# ----------------------------------------------------------------------------- pruning
-
-
-def prune(program: Program) -> Program:
-    """Drop the statements whose result never reaches the update or a state slot.
-
-    A backward liveness pass; uses ``dsl.prune`` when the DSL provides it.
-    """
-    import dsl
-
-    if hasattr(dsl, "prune"):
-        return dsl.prune(program)
-    live = set(program.outputs)
-    kept = []
-    for statement in reversed(program.statements):
-        if statement.target in live:
-            kept.append(statement)
-            live.discard(statement.target)
-            live.update(statement.variables())
-    if len(kept) == len(program.statements):
-        return program
-    return program.replace_statements(reversed(kept))
 
 
 # ----------------------------------------------------------------------------- encoding
