@@ -43,9 +43,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from dsl import Program
-from proxy_tasks._task import Result
-
-WORST_FITNESS = float("-inf")
+from proxy_tasks._task import WORST_FITNESS, Result
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,7 @@ class Evaluator(Protocol):
 
 
 def get_task(name: str):
-    """The proxy task registered as ``name`` (``proxy_tasks.get``)."""
+    """The proxy task registered as ``name`` (``proxy_tasks.get``: built once per process)."""
     import proxy_tasks  # late: the registry is filled by the task modules it imports
 
     return proxy_tasks.get(name)
@@ -129,13 +127,8 @@ class InProcessEvaluator:
 
     def __init__(self, task_name: str):
         self.task_name = task_name
-        self._tasks = {task_name: get_task(task_name)}
+        get_task(task_name)  # build (and compile) the main task now, not in the first wait()
         self._queue: deque[tuple[int, Program, int, str]] = deque()
-
-    def _task(self, name: str):
-        if name not in self._tasks:
-            self._tasks[name] = get_task(name)
-        return self._tasks[name]
 
     def submit(self, job_id: int, program: Program, seed: int, task_name: str | None = None) -> None:
         self._queue.append((job_id, program, seed, task_name or self.task_name))
@@ -144,7 +137,7 @@ class InProcessEvaluator:
         if not self._queue:
             return []
         job_id, program, seed, name = self._queue.popleft()
-        result = evaluate_safely(self._task(name), program, seed)
+        result = evaluate_safely(get_task(name), program, seed)
         return [Completed(job_id, result, "inprocess")]
 
     def close(self) -> None:

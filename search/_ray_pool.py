@@ -46,7 +46,7 @@ class ProxyWorker:
 
     def __init__(self, task_name: str):
         self._main_task = task_name
-        self._tasks = {task_name: get_task(task_name)}
+        get_task(task_name)  # built here, so ready() reports a worker that can train
 
     def ready(self) -> int:
         """The worker's process id, once its main task is built."""
@@ -54,10 +54,7 @@ class ProxyWorker:
 
     def evaluate(self, program_text: str, seed: int, task_name: str | None = None):
         """Train ``program_text`` with ``seed`` on ``task_name`` (None: the main task)."""
-        name = task_name or self._main_task
-        if name not in self._tasks:
-            self._tasks[name] = get_task(name)
-        return evaluate_safely(self._tasks[name], parse(program_text), seed)
+        return evaluate_safely(get_task(task_name or self._main_task), parse(program_text), seed)
 
 
 @dataclass
