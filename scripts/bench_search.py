@@ -34,7 +34,14 @@ import ray
 import yaml
 
 from dsl import library
-from search import InProcessEvaluator, MutationSettings, analyze_program, mutate
+from search import (
+    InProcessEvaluator,
+    MutationSettings,
+    analyze_program,
+    load_config,
+    mutate,
+    mutation_settings,
+)
 from search._ray_pool import RayEvaluator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,19 +50,6 @@ DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
 
 def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
-def default_mutation_settings() -> MutationSettings:
-    """The mutation settings of configs/default.yaml."""
-    from search import load_config
-
-    mutation = load_config(DEFAULT_CONFIG).mutation
-    return MutationSettings(
-        weights=dict(mutation.weights),
-        max_length=mutation.max_length,
-        constant_probability=mutation.constant_probability,
-        constant_reset_probability=mutation.constant_reset_probability,
-    )
 
 
 def breed(count: int, seed: int = 0) -> tuple[list, int, float]:
@@ -69,7 +63,7 @@ def breed(count: int, seed: int = 0) -> tuple[list, int, float]:
       (children, mutate calls, seconds).
     """
     rng = np.random.default_rng(seed)
-    settings = default_mutation_settings()
+    settings = mutation_settings(load_config(DEFAULT_CONFIG))
     adamw = library.load_program("adamw_paper")
     pool = [(adamw, analyze_program(adamw).hash)]
     children = []

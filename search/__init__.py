@@ -11,6 +11,7 @@ from ._evaluator import Evaluator as Evaluator
 from ._evaluator import InProcessEvaluator as InProcessEvaluator
 from ._evolution import Search as Search
 from ._evolution import SearchError as SearchError
+from ._evolution import mutation_settings as mutation_settings
 from ._mutation import MUTATION_KINDS as MUTATION_KINDS
 from ._mutation import MutationSettings as MutationSettings
 from ._mutation import mutate as mutate

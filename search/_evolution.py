@@ -43,6 +43,19 @@ from ._rundir import INDIVIDUALS, META_VALIDATION, RunDirectory
 MAX_BREED_ATTEMPTS = 10_000
 
 
+def mutation_settings(config: Config) -> MutationSettings:
+    """The ``MutationSettings`` of ``config`` (constants-only mode: ``mutate_constant`` alone)."""
+    mutation = config.mutation
+    return MutationSettings(
+        weights=(
+            {"mutate_constant": 1.0} if config.search.mode == "constants_only" else dict(mutation.weights)
+        ),
+        max_length=mutation.max_length,
+        constant_probability=mutation.constant_probability,
+        constant_reset_probability=mutation.constant_reset_probability,
+    )
+
+
 class SearchError(RuntimeError):
     """The search cannot go on (no valid child can be bred, an inconsistent run directory)."""
 
@@ -137,16 +150,7 @@ class Search:
         self.config = config
         self.rundir = rundir
         self.progress = progress or Progress(quiet=True)
-        self.settings = MutationSettings(
-            weights=(
-                {"mutate_constant": 1.0}
-                if config.search.mode == "constants_only"
-                else dict(config.mutation.weights)
-            ),
-            max_length=config.mutation.max_length,
-            constant_probability=config.mutation.constant_probability,
-            constant_reset_probability=config.mutation.constant_reset_probability,
-        )
+        self.settings = mutation_settings(config)
         self.initial_program = load_program(config.search.initial_program)
         self.rng = np.random.default_rng(config.seed)
         self.cache = FitnessCache()
