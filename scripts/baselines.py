@@ -50,10 +50,14 @@ class Cache:
     def key(task: str, program: dsl.Program, seed: int) -> str:
         return json.dumps([task, program.to_text(), seed])
 
+    def task(self, task_name: str) -> proxy_tasks.Task:
+        """The task ``task_name`` names (a registered one here; subclasses may add variants)."""
+        return proxy_tasks.get(task_name)
+
     def evaluate(self, task_name: str, program: dsl.Program, seed: int) -> dict:
         key = self.key(task_name, program, seed)
         if key not in self.entries:
-            result = proxy_tasks.get(task_name).evaluate(program, seed)
+            result = self.task(task_name).evaluate(program, seed)
             self.entries[key] = {
                 "fitness": result.fitness,
                 "metric": result.metric,

@@ -13,6 +13,7 @@ on fresh seeds. Results are cached per task variant, like the baselines.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -27,26 +28,17 @@ from baselines import REPO, Cache, summary, tuned_program  # noqa: E402
 class VariantCache(Cache):
     """A ``Cache`` whose task names may be variants ``<task>@batch<N>[@steps<M>]``."""
 
-    tasks: dict[str, proxy_tasks.Task] = {}
+    def task(self, task_name: str) -> proxy_tasks.Task:
+        return _variant_task(task_name)
 
-    def evaluate(self, task_name, program, seed):
-        if task_name not in self.tasks:
-            base, batch, *steps = task_name.replace("@steps", "@batch").split("@batch")
-            config = replace(proxy_tasks.config(base), name=task_name, batch_size=int(batch))
-            if steps:
-                config = replace(config, steps=int(steps[0]))
-            self.tasks[task_name] = proxy_tasks.build(config)
-        key = self.key(task_name, program, seed)
-        if key not in self.entries:
-            result = self.tasks[task_name].evaluate(program, seed)
-            self.entries[key] = {
-                "fitness": result.fitness,
-                "metric": result.metric,
-                "failure": result.failure,
-                "seconds": result.seconds,
-            }
-            self.path.write_text(__import__("json").dumps(self.entries))
-        return self.entries[key]
+
+@functools.cache
+def _variant_task(task_name: str) -> proxy_tasks.Task:
+    base, batch, *steps = task_name.replace("@steps", "@batch").split("@batch")
+    config = replace(proxy_tasks.config(base), name=task_name, batch_size=int(batch))
+    if steps:
+        config = replace(config, steps=int(steps[0]))
+    return proxy_tasks.build(config)
 
 
 def main(argv=None) -> int:
