@@ -52,7 +52,7 @@ def _load(args):
     try:
         program = load_program(args.program)
         _ = program.kinds  # type-check before training
-    except (ProgramError, FileNotFoundError) as error:
+    except (ProgramError, OSError, UnicodeDecodeError) as error:  # OSError: an unreadable file
         print(f"{args.program}: {error}", file=sys.stderr)
         return None, None
     if args.task not in proxy_tasks.names():

@@ -268,7 +268,7 @@ def _check_names(config: Config) -> None:
             raise ConfigError(path, f"a proxy task name ({', '.join(known)})", name)
     try:
         load_program(config.search.initial_program).kinds  # noqa: B018 (type-checks)
-    except (FileNotFoundError, ProgramError) as error:
+    except (ProgramError, OSError, UnicodeDecodeError) as error:  # OSError: an unreadable file
         raise ConfigError(
             "search.initial_program",
             f"a library program name or a valid program file ({error})",
@@ -284,8 +284,8 @@ def load_config(path: str | Path) -> Config:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(str(path), "valid YAML", str(error).splitlines()[0]) from None
     try:
         return config_from_dict(data)

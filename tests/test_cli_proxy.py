@@ -26,6 +26,10 @@ def test_evaluate_rejects_unknown_task_and_bad_program(capsys, tmp_path):
     bad.write_text("def train(w, g, lr):\n  update = frob(g)\n  return update\n")
     assert main(["evaluate", str(bad), "--task", "mlp_digits_tiny"]) == 1
     assert "line 2: unknown function 'frob'" in capsys.readouterr().err
+    not_text = tmp_path / "binary.txt"
+    not_text.write_bytes(b"\xff\xfe\x00")
+    assert main(["evaluate", str(not_text), "--task", "mlp_digits_tiny"]) == 1
+    assert f"{not_text}: 'utf-8' codec can't decode" in capsys.readouterr().err
 
 
 def test_tune_writes_a_program_at_least_as_good(capsys, tmp_path):
