@@ -15,6 +15,12 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+import dsl
+
+from ._interpreter import encode, initial_registers, layout_of, make_program_step, schedule_table, unpack
 
 
 @dataclass(frozen=True)
@@ -164,8 +170,6 @@ class Task:
         self.schedule = make_schedule(config.schedule, config.steps)
         self.trace_count = 0
         shapes = jax.eval_shape(model.init, jax.random.key(0))
-        from ._interpreter import layout_of
-
         self.layout = layout_of(shapes)
         self._data = tuple(
             jax.numpy.asarray(a) for a in (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val)
@@ -197,15 +201,11 @@ class Task:
         return self.train(program, seed)[0]
 
     def evaluate_seeds(self, program, seeds) -> list[Result]:
-        """``evaluate`` for each seed (one after another, the program encoded once)."""
+        """``evaluate`` for each seed, one after another."""
         return [self.evaluate(program, seed) for seed in seeds]
 
     def train(self, program, seed: int = 0) -> tuple[Result, Any]:
         """Like ``evaluate``, and also return the trained params pytree (None if invalid)."""
-        import dsl
-
-        from ._interpreter import encode, schedule_table
-
         start = time.perf_counter()
         try:
             if isinstance(program, str):
@@ -240,10 +240,6 @@ class Task:
     # ------------------------------------------------------------------ loops
 
     def _interpreted_run(self, packed_code, scalars, seed, bucket, x_train, y_train, x_val, y_val):
-        from jax.flatten_util import ravel_pytree
-
-        from ._interpreter import initial_registers, make_program_step, unpack
-
         self.trace_count += 1
         code = unpack(packed_code, bucket[0])
         init_key, _ = jax.random.split(jax.random.key(seed))
@@ -263,8 +259,6 @@ class Task:
         return self._loop(flat_w, registers, loss_fn, apply, unravel, seed, x_train, y_train, x_val, y_val)
 
     def _direct_run(self, optimizer, seed, x_train, y_train, x_val, y_val):
-        import optax
-
         init_key, _ = jax.random.split(jax.random.key(seed))
         params = self.model.init(init_key)
 
