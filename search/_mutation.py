@@ -91,12 +91,11 @@ def _applicable(kind: str, program: Program, settings: MutationSettings) -> bool
 def _insert(rng: np.random.Generator, program: Program, settings: MutationSettings) -> Program:
     position = int(rng.integers(len(program.statements) + 1))
     scope = scope_kinds(program, position)
-    existing = sorted({s.target for s in program.statements} | set(program.state) | {program.update, "lr"})
     # A new variable or an existing one, half and half, so both kinds of edit are common.
     if rng.random() < 0.5:
         targets = [_fresh_name(program)]
     else:
-        targets = existing
+        targets = sorted({s.target for s in program.statements} | set(program.state) | {program.update, "lr"})
     statement, _ = random_statement(rng, scope, targets, settings.op_names, settings.constant_probability)
     statements = list(program.statements)
     statements.insert(position, statement)
