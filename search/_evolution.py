@@ -33,7 +33,7 @@ from dsl._random import random_program
 from dsl.library import load_program
 from proxy_tasks._task import Result
 
-from ._cache import FitnessCache, analyze_program, fingerprint_program, result_from_dict
+from ._cache import FitnessCache, analyze_program, fingerprint_program, result_from_dict, result_to_dict
 from ._config import Config
 from ._evaluator import WORST_FITNESS, Completed, Evaluator, sanitize
 from ._mutation import MutationSettings, mutate
@@ -365,11 +365,7 @@ class Search:
             "hash": pending.hash,
             "fingerprint": pending.fingerprint,
             "redundant_fraction": _finite_or_none(pending.redundant_fraction),
-            "fitness": _finite_or_none(result.fitness),
-            "failure": result.failure,
-            "metric": _finite_or_none(result.metric),
-            "train_loss": _finite_or_none(result.train_loss),
-            "steps": result.steps,
+            **result_to_dict(result),
             "seconds": result.seconds if cache_hit is None else 0.0,
             "worker": worker,
             "cache_hit": cache_hit,
@@ -441,12 +437,7 @@ class Search:
             "evaluations": self.counts.evaluated,
             "task": self.config.meta_validation.task,
             "program": pending.program.to_text(),
-            "fitness": _finite_or_none(result.fitness),
-            "failure": result.failure,
-            "metric": _finite_or_none(result.metric),
-            "train_loss": _finite_or_none(result.train_loss),
-            "steps": result.steps,
-            "seconds": result.seconds,
+            **result_to_dict(result),
             "worker": worker,
         }
         self._emit(record, META_VALIDATION)
