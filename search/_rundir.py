@@ -86,7 +86,7 @@ class RunDirectory:
         """
         records = []
         for log in (INDIVIDUALS, META_VALIDATION):
-            for record in self._read_log(log):
+            for record in self.read_log(log):
                 if record["seq"] > seq:
                     record["_log"] = log
                     records.append(record)
@@ -94,10 +94,7 @@ class RunDirectory:
         return records
 
     def read_log(self, log: str = INDIVIDUALS) -> list[dict]:
-        """Every complete record of ``log``."""
-        return self._read_log(log)
-
-    def _read_log(self, log: str) -> list[dict]:
+        """Every complete record of ``log`` (a torn last line is cut from the file)."""
         file = self.path / log
         if not file.is_file():
             return []
