@@ -23,28 +23,16 @@ from dataclasses import replace
 
 from ._task import ScheduleConfig, Task, TaskConfig
 
-
-def _mlp_configs() -> dict[str, TaskConfig]:
-    sizes = {
-        "tiny": ([16], 32, 100),
-        "a": ([64], 64, 300),
-        "b": ([128, 128], 64, 600),
-        "c": ([256, 256], 128, 900),
-    }
-    return {
-        f"mlp_digits_{size}": TaskConfig(
-            name=f"mlp_digits_{size}",
-            family="mlp_digits",
-            size=size,
-            steps=steps,
-            batch_size=batch,
-            model={"inputs": 64, "hidden": hidden, "classes": 10},
-        )
-        for size, (hidden, batch, steps) in sizes.items()
-    }
+MLP_SIZES = {
+    "tiny": dict(inputs=64, hidden=[16], classes=10, steps=100, batch_size=32),
+    "a": dict(inputs=64, hidden=[64], classes=10, steps=300, batch_size=64),
+    "b": dict(inputs=64, hidden=[128, 128], classes=10, steps=600, batch_size=64),
+    "c": dict(inputs=64, hidden=[256, 256], classes=10, steps=900, batch_size=128),
+}
 
 
-def _transformer_configs(family: str, sizes: dict[str, dict]) -> dict[str, TaskConfig]:
+def _family_configs(family: str, sizes: dict[str, dict]) -> dict[str, TaskConfig]:
+    """One ``TaskConfig`` per size: ``steps`` and ``batch_size`` for training, the rest is the model."""
     configs = {}
     for size, size_config in sizes.items():
         model = {k: v for k, v in size_config.items() if k not in ("steps", "batch_size")}
@@ -64,9 +52,9 @@ def _all_configs() -> dict[str, TaskConfig]:
     from ._charlm import CHARLM_SIZES
     from ._vit import VIT_SIZES
 
-    configs = _mlp_configs()
-    configs.update(_transformer_configs("vit_digits", VIT_SIZES))
-    configs.update(_transformer_configs("charlm", CHARLM_SIZES))
+    configs = _family_configs("mlp_digits", MLP_SIZES)
+    configs.update(_family_configs("vit_digits", VIT_SIZES))
+    configs.update(_family_configs("charlm", CHARLM_SIZES))
     return configs
 
 
