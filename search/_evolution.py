@@ -268,16 +268,17 @@ class Search:
     def _breed(self) -> None:
         island = self.next_island
         self.next_island = (island + 1) % len(self.islands)
-        parent_id = None
+        random_mode = self.config.search.mode == "random"
+        # One tournament per child: its winner is mutated again until a child is valid (PAPER.md).
+        parent_id = None if random_mode else self._tournament(self.islands[island])
+        parent = None if random_mode else self.members[parent_id]
         for _ in range(MAX_BREED_ATTEMPTS):
             self.counts.generated += 1
-            if self.config.search.mode == "random":
+            if random_mode:
                 length = int(self.rng.integers(1, self.config.search.random_max_length + 1))
                 child = random_program(self.rng, length, state_slots=len(self.initial_program.state))
                 mutation, parent_hash = "random", None
             else:
-                parent_id = self._tournament(self.islands[island])
-                parent = self.members[parent_id]
                 child, mutation = mutate(self.rng, parent.program, self.settings)
                 parent_hash = parent.hash
             facts = analyze_program(child)

@@ -12,7 +12,7 @@ Four kinds, chosen with configurable weights:
   2^a with a ~ N(0, 1). The only kind used by the constants-only baseline.
 
 A single ``mutate`` call may produce an invalid program (a deleted statement was read
-later, a new type breaks a later call); ``_evolution.breed`` re-mutates the parent until
+later, a new type breaks a later call); ``Search._breed`` re-mutates the parent until
 the child is valid and differs from it, as the paper does.
 """
 

@@ -241,3 +241,18 @@ def test_best_txt_shows_the_pruned_program(tmp_path):
     assert text.endswith(best["program"])
     if analyze(parse(best["program"])).redundant:
         assert "without its redundant statements" in text
+
+
+def test_one_tournament_per_child_whose_winner_is_mutated_until_valid(tmp_path, monkeypatch):
+    tournaments = []
+    real_tournament = Search._tournament
+
+    def counting(self, island):
+        tournaments.append(real_tournament(self, island))
+        return tournaments[-1]
+
+    monkeypatch.setattr(Search, "_tournament", counting)
+    search, records = run_search(tmp_path / "run", make_config())
+    bred = [r for r in records if r["mutation"] != "initial"]
+    assert search.stats()["generated"] > len(bred)  # some children were invalid and re-mutated
+    assert tournaments == [r["parent"] for r in bred]
