@@ -184,7 +184,7 @@ class Search:
         every completed individual, and ``resume`` replays it.
         """
         self._session_start = time.monotonic()
-        if self.rundir.read_checkpoint() is None:
+        if not self.rundir.has_checkpoint():  # (resume has read it already; it may be large)
             self.capacity = evaluator.capacity
             self.checkpoint()  # resume always starts from a checkpoint, if only this empty one
         while True:

@@ -111,6 +111,9 @@ class RunDirectory:
         """Replace ``checkpoint.json`` atomically (a temp file, then ``os.replace``)."""
         _write_atomically(self.path / CHECKPOINT, json.dumps(state, allow_nan=False))
 
+    def has_checkpoint(self) -> bool:
+        return (self.path / CHECKPOINT).is_file()
+
     def read_checkpoint(self) -> dict | None:
         file = self.path / CHECKPOINT
         if not file.is_file():
