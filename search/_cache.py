@@ -12,8 +12,8 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from dsl import Program, analyze, fingerprint
-from proxy_tasks._task import Result
+from dsl import Program, analyze
+from proxy_tasks._task import WORST_FITNESS, Result
 
 
 @dataclass(frozen=True)
@@ -41,11 +41,6 @@ def analyze_program(program: Program) -> Facts:
     return Facts(True, None, analysis.hash, float(analysis.redundant_fraction))
 
 
-def fingerprint_program(program: Program) -> str:
-    """The numeric fingerprint of a valid ``program`` (``dsl.fingerprint``)."""
-    return fingerprint(program)
-
-
 def result_to_dict(result: Result) -> dict:
     """A JSON-safe dict (non-finite floats become None)."""
     return {
@@ -57,7 +52,7 @@ def result_from_dict(data: dict) -> Result:
     """Inverse of ``result_to_dict``: a missing fitness is ``-inf``, other missing floats NaN."""
     fitness = data["fitness"]
     return Result(
-        fitness=float("-inf") if fitness is None else float(fitness),
+        fitness=WORST_FITNESS if fitness is None else float(fitness),
         metric=math.nan if data["metric"] is None else float(data["metric"]),
         train_loss=math.nan if data["train_loss"] is None else float(data["train_loss"]),
         steps=int(data["steps"]),

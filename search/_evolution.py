@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dsl import Program, parse, prune
+from dsl import Program, fingerprint, parse, prune
 from dsl._random import random_program
 from dsl.library import load_program
 from proxy_tasks._task import Result
 
-from ._cache import FitnessCache, analyze_program, fingerprint_program, result_from_dict, result_to_dict
+from ._cache import FitnessCache, analyze_program, result_from_dict, result_to_dict
 from ._config import Config
 from ._evaluator import WORST_FITNESS, Completed, Evaluator, sanitize
 from ._mutation import MutationSettings, mutate
@@ -312,7 +312,7 @@ class Search:
     ) -> None:
         individual_id = self.next_id
         self.next_id += 1
-        result, hit, probe = self.cache.lookup(facts.hash, lambda: fingerprint_program(program))
+        result, hit, probe = self.cache.lookup(facts.hash, lambda: fingerprint(program))
         pending = Pending(
             individual_id, parent, island, mutation, program, facts.hash, probe, facts.redundant_fraction
         )
