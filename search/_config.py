@@ -224,7 +224,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
         value = data[name]
         if not f.metadata["check"](value):
             raise ConfigError(where, f.metadata["expected"], value)
-        if _is_int(value) and "a number" in f.metadata["expected"]:
+        if _is_int(value) and f.type.startswith("float"):  # annotations are strings here
             value = float(value)
         if isinstance(value, dict):
             value = {k: float(v) for k, v in value.items()}
