@@ -123,29 +123,29 @@ class RayEvaluator:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         self.task_name = task_name
         self._started_ray = False
-        if not ray.is_initialized():
-            self._start_ray(address)
-        try:
-            self.num_workers = num_workers or _default_num_workers(num_gpus)
-        except WorkerPoolError:
-            if self._started_ray:
-                ray.shutdown()
-            raise
-        self.capacity = self.num_workers * max_in_flight_per_worker
-        self._depth = max_in_flight_per_worker
-        self._actor_options = {
-            "num_cpus": 1,
-            "num_gpus": num_gpus,
-            "runtime_env": {"env_vars": dict(SINGLE_THREAD_ENV if env_vars is None else env_vars)},
-        }
-        self._max_deaths = max_consecutive_deaths or 3 * self.num_workers
-        self._deaths_since_success = 0
-        self.deaths = 0
+        self._closed = False
+        self._slots: list[_Slot] = []
         self._queue: deque[_Job] = deque()
         self._in_flight: dict[ray.ObjectRef, tuple[_Job, _Slot, Any]] = {}
-        self._slots = [_Slot(i, self._new_actor()) for i in range(self.num_workers)]
-        self._closed = False
-        self._wait_until_ready(startup_timeout)
+        if not ray.is_initialized():
+            self._start_ray(address)
+        try:  # whatever fails from here on, the actors started so far and our Ray go with it
+            self.num_workers = num_workers or _default_num_workers(num_gpus)
+            self.capacity = self.num_workers * max_in_flight_per_worker
+            self._depth = max_in_flight_per_worker
+            self._actor_options = {
+                "num_cpus": 1,
+                "num_gpus": num_gpus,
+                "runtime_env": {"env_vars": dict(SINGLE_THREAD_ENV if env_vars is None else env_vars)},
+            }
+            self._max_deaths = max_consecutive_deaths or 3 * self.num_workers
+            self._deaths_since_success = 0
+            self.deaths = 0
+            self._slots = [_Slot(i, self._new_actor()) for i in range(self.num_workers)]
+            self._wait_until_ready(startup_timeout)
+        except BaseException:
+            self.close()
+            raise
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -170,14 +170,12 @@ class RayEvaluator:
             ray.get([slot.actor.ready.remote() for slot in self._slots], timeout=timeout)
         except GetTimeoutError:
             free = ray.available_resources()
-            self.close()
             raise WorkerPoolError(
                 f"{self.num_workers} Ray worker(s) for {self.task_name!r} did not start within {timeout:g} s "
                 f"(each needs {self._actor_options['num_cpus']} CPU and {self._actor_options['num_gpus']} GPU; "
                 f"free: {free})"
             ) from None
         except RayActorError as error:
-            self.close()
             reason = str(error).strip().splitlines()[-1]  # the worker's exception, after its traceback
             raise WorkerPoolError(
                 f"a Ray worker could not build proxy task {self.task_name!r}: {reason}"
@@ -227,7 +225,7 @@ class RayEvaluator:
         if self._closed:
             return
         self._closed = True
-        for slot in getattr(self, "_slots", []):
+        for slot in self._slots:
             _kill(slot.actor)
         self._queue.clear()
         self._in_flight.clear()
