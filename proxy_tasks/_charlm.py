@@ -19,6 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ._losses import cross_entropy
 from ._task import Model
 from ._text import VOCAB
 from ._transformer import (
@@ -129,8 +130,7 @@ def make_charlm(config: dict) -> Model:
         return materialize(key, spec)
 
     def token_losses(params: dict, ids: jax.Array, targets: jax.Array) -> jax.Array:
-        log_probs = jax.nn.log_softmax(charlm_logits(params, ids, c))
-        return -jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+        return cross_entropy(charlm_logits(params, ids, c), targets)
 
     def loss(params: dict, ids: jax.Array, targets: jax.Array) -> jax.Array:
         return jnp.mean(token_losses(params, ids, targets))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ._losses import accuracy, cross_entropy
 from ._task import Model
 
 
@@ -45,10 +46,9 @@ def make_mlp(config: dict) -> Model:
         return x @ params[-1]["w"] + params[-1]["b"][None, :]
 
     def loss(params, x, y):
-        log_probs = jax.nn.log_softmax(logits(params, x))
-        return -jnp.mean(jnp.take_along_axis(log_probs, y[:, None], axis=1))
+        return jnp.mean(cross_entropy(logits(params, x), y))
 
-    def accuracy(params, x, y):
-        return jnp.mean((jnp.argmax(logits(params, x), axis=1) == y).astype(jnp.float32))
+    def metric(params, x, y):
+        return accuracy(logits(params, x), y)
 
-    return Model(init=init, loss=loss, metric=accuracy, metric_name="accuracy", higher_is_better=True)
+    return Model(init=init, loss=loss, metric=metric, metric_name="accuracy", higher_is_better=True)

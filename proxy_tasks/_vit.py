@@ -17,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ._losses import accuracy, cross_entropy
 from ._task import Model
 from ._transformer import (
     TRAINING_KEYS,
@@ -142,10 +143,9 @@ def make_vit(config: dict) -> Model:
         return materialize(key, spec)
 
     def loss(params: dict, images: jax.Array, labels: jax.Array) -> jax.Array:
-        log_probs = jax.nn.log_softmax(vit_logits(params, images, c))
-        return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
+        return jnp.mean(cross_entropy(vit_logits(params, images, c), labels))
 
     def metric(params: dict, images: jax.Array, labels: jax.Array) -> jax.Array:
-        return jnp.mean((jnp.argmax(vit_logits(params, images, c), axis=-1) == labels).astype(jnp.float32))
+        return accuracy(vit_logits(params, images, c), labels)
 
     return Model(init=init, loss=loss, metric=metric, metric_name="accuracy", higher_is_better=True)
