@@ -133,6 +133,15 @@ class Program:
         """A copy with another body (same signature)."""
         return Program(self.state, tuple(statements), self.update, self.uses_step)
 
+    def with_argument(self, index: int, position: int, value: Arg) -> Program:
+        """A copy with argument ``position`` of statement ``index`` replaced by ``value``."""
+        statement = self.statements[index]
+        args = list(statement.args)
+        args[position] = value
+        statements = list(self.statements)
+        statements[index] = Statement(statement.target, statement.op, tuple(args))
+        return self.replace_statements(statements)
+
     @functools.cached_property
     def kinds(self) -> tuple[Kind, ...]:
         """The kind of each statement's result; raises ProgramError if it does not type-check."""

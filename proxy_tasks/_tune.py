@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dsl import Program, Statement
+from dsl import Program
 
 LR_FACTORS = tuple(10.0 ** (k / 2) for k in range(-4, 5))
 """Multipliers of the program's learning-rate constant: 10^-2 .. 10^2, half-decade steps."""
@@ -94,12 +94,7 @@ def find_wd_constant(program: Program) -> ConstantSite | None:
 
 def with_constant(program: Program, site: ConstantSite, value: float) -> Program:
     """A copy of ``program`` with the constant at ``site`` replaced by ``value``."""
-    statements = list(program.statements)
-    old = statements[site.index]
-    args = list(old.args)
-    args[site.position] = float(value)
-    statements[site.index] = Statement(old.target, old.op, tuple(args))
-    return program.replace_statements(statements)
+    return program.with_argument(site.index, site.position, float(value))
 
 
 @dataclass(frozen=True)

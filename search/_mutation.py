@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsl import Program, ProgramError, Statement
+from dsl import Program, ProgramError
 from dsl._random import OP_NAMES, random_constant, random_statement, scope_kinds
 from dsl._types import Kind
 
@@ -132,7 +132,7 @@ def _modify_argument(rng: np.random.Generator, program: Program, settings: Mutat
             new = mutate_constant_value(rng, old, settings.constant_reset_probability)
     else:
         new = same_kind[int(rng.integers(len(same_kind)))]
-    return _with_argument(program, index, position, new)
+    return program.with_argument(index, position, new)
 
 
 def _mutate_constant(rng: np.random.Generator, program: Program, settings: MutationSettings) -> Program:
@@ -144,18 +144,9 @@ def _mutate_constant(rng: np.random.Generator, program: Program, settings: Mutat
     ]
     index, position = places[int(rng.integers(len(places)))]
     old = program.statements[index].args[position]
-    return _with_argument(
-        program, index, position, mutate_constant_value(rng, old, settings.constant_reset_probability)
+    return program.with_argument(
+        index, position, mutate_constant_value(rng, old, settings.constant_reset_probability)
     )
-
-
-def _with_argument(program: Program, index: int, position: int, value: str | float) -> Program:
-    statement = program.statements[index]
-    args = list(statement.args)
-    args[position] = value
-    statements = list(program.statements)
-    statements[index] = Statement(statement.target, statement.op, tuple(args))
-    return program.replace_statements(statements)
 
 
 _MUTATIONS = {
