@@ -32,7 +32,7 @@ import hashlib
 
 import numpy as np
 
-from ._analysis import analyze
+from ._analysis import Analysis, analyze
 from ._ops import OPS
 from ._program import Program
 
@@ -92,13 +92,18 @@ def _round_relative(x: np.ndarray) -> np.ndarray:
     return np.ldexp(np.round(mantissa * 2.0**SIGNIFICANT_BITS), exponent - SIGNIFICANT_BITS) + 0.0
 
 
-def probe_updates(program: Program | str) -> list[tuple[np.ndarray, ...]]:
+def probe_updates(program: Program | str | Analysis) -> list[tuple[np.ndarray, ...]]:
     """The pruned program's updates on the probe, one tuple of arrays per step.
+
+    Args:
+      program: a program, its text, or its ``Analysis`` (so a caller that has already
+        analyzed it, as the search's cache does, does not analyze it again).
 
     Raises:
       ProgramError: if the program is not valid.
     """
-    pruned = analyze(program).pruned
+    analysis = program if isinstance(program, Analysis) else analyze(program)
+    pruned = analysis.pruned
     weights, gradients, lrs, steps = probe()
     state = {name: tuple(np.zeros(shape) for shape in PROBE_SHAPES) for name in pruned.state}
     kernels = [(s.target, OPS[s.op].numpy_fn(), s.args) for s in pruned.statements]
@@ -118,8 +123,8 @@ def probe_updates(program: Program | str) -> list[tuple[np.ndarray, ...]]:
     return updates
 
 
-def fingerprint(program: Program | str) -> str:
-    """Hex digest of the rounded updates of ``program`` on the fixed probe.
+def fingerprint(program: Program | str | Analysis) -> str:
+    """Hex digest of the rounded updates of ``program`` (or of an ``Analysis``) on the fixed probe.
 
     Raises:
       ProgramError: if the program is not valid.

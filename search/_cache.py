@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-from dsl import Program, analyze
+from dsl import Analysis, Program, analyze
 from proxy_tasks._task import WORST_FITNESS, Result
 
 
@@ -25,12 +25,15 @@ class Facts:
       error: why not, if invalid.
       hash: the functional hash (hex); None if invalid.
       redundant_fraction: the share of statements that do not reach the outputs.
+      analysis: the ``dsl.Analysis`` behind these facts (valid programs only), reused
+        for the fingerprint so a cache miss does not analyze the child twice.
     """
 
     valid: bool
     error: str | None
     hash: str | None
     redundant_fraction: float
+    analysis: Analysis | None = field(default=None, compare=False, repr=False)
 
 
 def analyze_program(program: Program) -> Facts:
@@ -38,7 +41,7 @@ def analyze_program(program: Program) -> Facts:
     analysis = analyze(program)
     if not analysis.valid:
         return Facts(False, str(analysis.error), None, math.nan)
-    return Facts(True, None, analysis.hash, float(analysis.redundant_fraction))
+    return Facts(True, None, analysis.hash, float(analysis.redundant_fraction), analysis)
 
 
 def result_to_dict(result: Result) -> dict:

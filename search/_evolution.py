@@ -312,7 +312,7 @@ class Search:
     ) -> None:
         individual_id = self.next_id
         self.next_id += 1
-        result, hit, probe = self.cache.lookup(facts.hash, lambda: fingerprint(program))
+        result, hit, probe = self.cache.lookup(facts.hash, lambda: fingerprint(facts.analysis))
         pending = Pending(
             individual_id, parent, island, mutation, program, facts.hash, probe, facts.redundant_fraction
         )
