@@ -12,6 +12,16 @@ from ._evaluator import InProcessEvaluator as InProcessEvaluator
 from ._evolution import Search as Search
 from ._evolution import SearchError as SearchError
 from ._evolution import mutation_settings as mutation_settings
+from ._funnel import FunnelOutcome as FunnelOutcome
+from ._funnel import run_funnel as run_funnel
+from ._funnel_candidates import Candidate as Candidate
+from ._funnel_candidates import gather_candidates as gather_candidates
+from ._funnel_config import FunnelConfig as FunnelConfig
+from ._funnel_config import funnel_config_from_dict as funnel_config_from_dict
+from ._funnel_config import load_funnel_config as load_funnel_config
+from ._funnel_stats import mean_and_se as mean_and_se
+from ._funnel_stats import paired_comparison as paired_comparison
+from ._funnel_stats import promote as promote
 from ._mutation import MUTATION_KINDS as MUTATION_KINDS
 from ._mutation import MutationSettings as MutationSettings
 from ._mutation import mutate as mutate

@@ -45,6 +45,14 @@ def _run(args) -> int:
     except (ConfigError, OSError) as error:
         print(f"symdisc run: {error}", file=sys.stderr)
         return 2
+    if config.funnel is not None:  # a bad funnel file fails now, not after the search
+        from ._funnel_cli import check_funnel_file
+
+        try:
+            check_funnel_file(config.funnel, config.task.name)
+        except ConfigError as error:
+            print(f"symdisc run: {Path(args.config).name}: {error}", file=sys.stderr)
+            return 2
     out = args.out or _default_out(args.config)
     try:
         rundir = RunDirectory.create(out, config)
@@ -97,7 +105,7 @@ def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) ->
             if search.finished:
                 print(f"{rundir.path}: the run already finished its budget", file=sys.stderr)
                 _summary(search, rundir, args.quiet)
-                return 0
+                return _funnel_after(config, rundir, args)
     except SearchError as error:
         print(f"symdisc: {error}", file=sys.stderr)
         return 2
@@ -119,7 +127,16 @@ def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) ->
         evaluator.close()
         rundir.close()
     _summary(search, rundir, args.quiet)
-    return 0
+    return _funnel_after(config, rundir, args)
+
+
+def _funnel_after(config: Config, rundir: RunDirectory, args) -> int:
+    """The funnel the config names (``funnel:``), run on this run when its search has ended."""
+    if config.funnel is None:
+        return 0
+    from ._funnel_cli import funnel_after_search
+
+    return funnel_after_search(config.funnel, rundir.path, args.address, args.quiet)
 
 
 def _summary(search: Search, rundir: RunDirectory, quiet: bool) -> None:

@@ -199,6 +199,12 @@ class Config:
     meta_validation: MetaValidationSection = field(default_factory=MetaValidationSection)
     workers: WorkersSection = field(default_factory=WorkersSection)
     run: RunSection = field(default_factory=RunSection)
+    funnel: str | None = _spec(
+        None,
+        "null or a funnel config file path",
+        _optional(_nonempty_str),
+        "run this funnel (symdisc funnel) on the run when the search ends",
+    )
 
 
 def _build(cls: type, data: Any, path: str) -> Any:
