@@ -177,7 +177,7 @@ def funnel_config_from_dict(data: Any) -> FunnelConfig:
             raise ConfigError(
                 f"stages[{i}].task", f"a proxy task name or a size ({', '.join(sizes)})", stage.task
             )
-        if names.count(stage.name) > 1:
+        if stage.name in names[:i]:
             raise ConfigError(f"stages[{i}].name", "a name no other stage has", stage.name)
     stages = tuple(dataclasses.replace(s, seeds=tuple(s.seeds)) for s in stages)
     workers = None if workers_data is None else _build(WorkersSection, workers_data, "workers")
