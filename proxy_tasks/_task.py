@@ -25,15 +25,18 @@ from ._interpreter import encode, initial_registers, layout_of, make_program_ste
 
 @dataclass(frozen=True)
 class Dataset:
-    """Fixed arrays for training and validation (already split, deterministic).
+    """Fixed arrays for training, validation and test (disjoint, deterministic).
 
     ``x_*`` are float32 inputs (or int32 token ids), ``y_*`` int32 labels / targets.
+    The search selects on validation; test is held out for the funnel and reports.
     """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Model:
     Attributes:
       init: PRNG key -> params pytree of float32 arrays.
       loss: (params, x_batch, y_batch) -> mean training loss (a float32 scalar).
-      metric: (params, x_val, y_val) -> the validation metric (a float32 scalar).
+      metric: (params, x, y) -> the metric on a held-out split (a float32 scalar).
       metric_name: ``"accuracy"`` or ``"log_perplexity"``.
       higher_is_better: whether a larger metric is better (accuracy yes, perplexity no).
     """
@@ -115,6 +118,9 @@ class Result:
       failure: None, or why the run failed ("non-finite loss at step k", "diverged:
         loss x > limit at step k", "invalid program: ...").
       seconds: wall time of the evaluation (after compilation, unless it compiled).
+      test_fitness: ``fitness`` measured on the held-out test split (``-inf`` for a
+        failed run). For reports and the funnel only: never select on it.
+      test_metric: the metric on the test split (NaN for a failed run).
     """
 
     fitness: float
@@ -174,7 +180,15 @@ class Task:
         shapes = jax.eval_shape(model.init, jax.random.key(0))
         self.layout = layout_of(shapes)
         self._data = tuple(
-            jax.numpy.asarray(a) for a in (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val)
+            jax.numpy.asarray(a)
+            for a in (
+                dataset.x_train,
+                dataset.y_train,
+                dataset.x_val,
+                dataset.y_val,
+                dataset.x_test,
+                dataset.y_test,
+            )
         )
         self._interpreted = jax.jit(self._interpreted_run, static_argnums=3)
         counts = np.arange(config.steps)
@@ -241,7 +255,7 @@ class Task:
 
     # ------------------------------------------------------------------ loops
 
-    def _interpreted_run(self, packed_code, scalars, seed, bucket, x_train, y_train, x_val, y_val):
+    def _interpreted_run(self, packed_code, scalars, seed, bucket, *data):
         self.trace_count += 1
         code = unpack(packed_code, bucket[0])
         init_key, _ = jax.random.split(jax.random.key(seed))
@@ -258,9 +272,9 @@ class Task:
             return w - update, registers
 
         registers = initial_registers(bucket, self.layout)
-        return self._loop(flat_w, registers, loss_fn, apply, unravel, seed, x_train, y_train, x_val, y_val)
+        return self._loop(flat_w, registers, loss_fn, apply, unravel, seed, *data)
 
-    def _direct_run(self, optimizer, seed, x_train, y_train, x_val, y_val):
+    def _direct_run(self, optimizer, seed, *data):
         init_key, _ = jax.random.split(jax.random.key(seed))
         params = self.model.init(init_key)
 
@@ -275,14 +289,17 @@ class Task:
             apply,
             lambda w: w,
             seed,
-            x_train,
-            y_train,
-            x_val,
-            y_val,
+            *data,
         )
 
-    def _loop(self, w, opt_state, loss_fn, apply, to_params, seed, x_train, y_train, x_val, y_val):
-        """The shared training loop; ``w`` is flat (interpreter) or a pytree (optax)."""
+    def _loop(
+        self, w, opt_state, loss_fn, apply, to_params, seed, x_train, y_train, x_val, y_val, x_test, y_test
+    ):
+        """The shared training loop; ``w`` is flat (interpreter) or a pytree (optax).
+
+        The validation and test metrics of the final params are computed in the same
+        compiled run.
+        """
         jnp = jax.numpy
         tree_map = jax.tree_util.tree_map
         steps = self.config.steps
@@ -328,6 +345,7 @@ class Task:
         carry = jax.lax.while_loop(cond, body, carry)
         params = to_params(carry["w"])
         metric = self.model.metric(params, x_val, y_val)
+        test_metric = self.model.metric(params, x_test, y_test)
         params_finite = jnp.all(
             jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(params)])
         )
@@ -344,6 +362,7 @@ class Task:
             "limit": carry["limit"],
             "tail_loss": carry["tail_sum"] / (steps - tail_start),
             "metric": metric,
+            "test_metric": test_metric,
         }
 
     def _result(self, outputs, start: float) -> tuple[Result, Any]:
@@ -352,10 +371,20 @@ class Task:
         failure_code = int(outputs["failure"])
         metric = float(outputs["metric"])
         loss = float(outputs["loss"])
+        test_metric = float(outputs["test_metric"])
         if failure_code == FAILURE_NONE:
-            fitness = metric if self.model.higher_is_better else -metric
+            sign = 1.0 if self.model.higher_is_better else -1.0
+            # A run whose test metric alone is non-finite keeps its (validation) fitness.
+            test_fitness = sign * test_metric if np.isfinite(test_metric) else WORST_FITNESS
             result = Result(
-                fitness, metric, float(outputs["tail_loss"]), steps, None, time.perf_counter() - start
+                sign * metric,
+                metric,
+                float(outputs["tail_loss"]),
+                steps,
+                None,
+                time.perf_counter() - start,
+                test_fitness,
+                test_metric,
             )
             return result, outputs["params"]
         failure = {
@@ -371,5 +400,7 @@ class Task:
             steps,
             failure,
             time.perf_counter() - start,
+            WORST_FITNESS,
+            float("nan") if failure_code != FAILURE_NON_FINITE_METRIC else test_metric,
         )
         return result, outputs["params"]

@@ -6,8 +6,8 @@ The corpus is text every Python install carries, so nothing is downloaded:
   serves offline, the ``topics`` dict of the standard-library module
   ``pydoc_data.topics``: English technical prose with some code and grammar snippets.
   Topics are concatenated in sorted key order, separated by a newline. With Python
-  3.11.7 (this project's environment) it is 79 topics, 465,048 characters (418,543 for
-  training, 46,505 for validation with the default 10% split).
+  3.11.7 (this project's environment) it is 79 topics, 465,048 characters (372,038 for
+  training, 46,505 for validation and 46,505 for test with the default 10% + 10% split).
 * ``"sklearn_descr"``: the dataset descriptions scikit-learn ships as reStructuredText
   (``sklearn/datasets/descr/*.rst``), concatenated in sorted file-name order; with
   scikit-learn 1.9.1 that is 14 files, 43,067 characters (too small for sizes B and C).
@@ -17,8 +17,10 @@ fitness numbers only on one environment; ``corpus_text(source)`` gives the exact
 
 Characters map to a fixed vocabulary ``VOCAB`` of 97 symbols: newline, the 95 printable
 ASCII characters (space to ``~``) and ``UNKNOWN`` for everything else (curly quotes,
-dashes, tabs...). The last ``validation_fraction`` of the text (by characters) is the
-validation split. Each split is cut into windows of ``seq_len + 1`` characters taken every
+dashes, tabs...). The text is cut into three disjoint stretches that cover it, in this
+order: training, validation (``validation_fraction`` of the characters) and test (the last
+``test_fraction``); see ``split_bounds``. The search selects on validation; the test
+stretch is only for reports. Each split is cut into windows of ``seq_len + 1`` characters taken every
 ``stride`` characters; ``x`` is a window's first ``seq_len`` ids and ``y`` the next-character
 targets (the window shifted by one). Both are int32 ``[windows, seq_len]``.
 """
@@ -80,21 +82,33 @@ def _windows(ids: np.ndarray, seq_len: int, stride: int) -> tuple[np.ndarray, np
     return windows[:, :-1], windows[:, 1:]
 
 
+def split_bounds(length: int, validation_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """``(train_end, validation_end)``: characters ``[0, train_end)`` are for training,
+    ``[train_end, validation_end)`` for validation and ``[validation_end, length)`` for test.
+    """
+    validation_end = int(round(length * (1.0 - test_fraction)))
+    train_end = int(round(length * (1.0 - test_fraction - validation_fraction)))
+    return train_end, validation_end
+
+
 @functools.cache
 def load_char_corpus(
     seq_len: int = 32,
     source: str = "pydoc_topics",
     validation_fraction: float = 0.1,
     stride: int | None = None,
+    test_fraction: float = 0.1,
 ) -> tuple[Dataset, str]:
-    """The character corpus as next-character windows, split into train and validation.
+    """The character corpus as next-character windows, split into train, validation and test.
 
     Args:
       seq_len: characters per example.
       source: which offline text, one of ``SOURCES``.
-      validation_fraction: the trailing fraction of the text used for validation.
+      validation_fraction: the fraction of the text, just before the test stretch, used
+        for validation.
       stride: characters between window starts; ``None`` means ``seq_len``
         (non-overlapping inputs).
+      test_fraction: the trailing fraction of the text held out for test.
 
     Returns:
       ``(dataset, vocab)``: int32 ``x``/``y`` arrays of shape ``[windows, seq_len]``
@@ -105,16 +119,23 @@ def load_char_corpus(
     """
     if not (isinstance(seq_len, int) and seq_len > 0):
         raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
-    if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}")
+    for name, fraction in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"{name} must be in (0, 1), got {fraction!r}")
+    if validation_fraction + test_fraction >= 1.0:
+        raise ValueError(
+            f"validation_fraction + test_fraction must be below 1, got {validation_fraction + test_fraction!r}"
+        )
     stride = seq_len if stride is None else stride
     if not (isinstance(stride, int) and stride > 0):
         raise ValueError(f"stride must be a positive int, got {stride!r}")
     ids = encode(corpus_text(source))
-    split = int(round(len(ids) * (1.0 - validation_fraction)))
-    x_train, y_train = _windows(ids[:split], seq_len, stride)
-    x_val, y_val = _windows(ids[split:], seq_len, stride)
-    arrays = [np.ascontiguousarray(a) for a in (x_train, y_train, x_val, y_val)]
+    train_end, validation_end = split_bounds(len(ids), validation_fraction, test_fraction)
+    # Windows never cross a boundary: each split's windows read only its own stretch.
+    x_train, y_train = _windows(ids[:train_end], seq_len, stride)
+    x_val, y_val = _windows(ids[train_end:validation_end], seq_len, stride)
+    x_test, y_test = _windows(ids[validation_end:], seq_len, stride)
+    arrays = [np.ascontiguousarray(a) for a in (x_train, y_train, x_val, y_val, x_test, y_test)]
     for array in arrays:
         array.flags.writeable = False
     return Dataset(*arrays), VOCAB

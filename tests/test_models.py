@@ -173,16 +173,16 @@ def test_size_dicts_build_and_scale_compute_by_about_ten():
 def test_char_corpus_windows_are_next_character_targets():
     data, vocab = _text.load_char_corpus(seq_len=16)
     assert len(vocab) == 97 and vocab[0] == "\n" and vocab[-1] == _text.UNKNOWN
-    for x, y in ((data.x_train, data.y_train), (data.x_val, data.y_val)):
+    for x, y in ((data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test)):
         assert x.dtype == np.int32 and y.dtype == np.int32 and x.shape == y.shape
         assert x.shape[1] == 16
         np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
         np.testing.assert_array_equal(y[:-1, -1], x[1:, 0])  # stride = seq_len: contiguous
-    # Training windows are the start of the text, validation windows its tail.
+    # Training windows are the start of the text, validation windows the stretch after it.
     text = _text.corpus_text()
     ids = _text.encode(text)
     np.testing.assert_array_equal(data.x_train.reshape(-1), ids[: data.x_train.size])
-    split = round(len(text) * 0.9)
+    split = round(len(text) * 0.8)
     np.testing.assert_array_equal(data.x_val[0], ids[split : split + 16])
     assert data.x_train.size <= split
 

@@ -168,7 +168,7 @@ def test_registry_names_and_errors():
 
 def test_digits_split_is_fixed_and_disjoint():
     data = proxy_tasks.load_digits_dataset()
-    assert data.x_train.shape == (1400, 64) and data.x_val.shape == (397, 64)
+    assert data.x_train.shape == (1197, 64) and data.x_val.shape == (300, 64)
     assert data.x_train.dtype == np.float32 and data.y_train.dtype == np.int32
     assert 0.0 <= data.x_train.min() and data.x_train.max() <= 1.0
     train_rows = {row.tobytes() for row in data.x_train}
