@@ -51,7 +51,7 @@ def _funnel(args) -> int:
         out = Path(args.runs[0]) / "funnel"
     else:
         out = Path("runs") / f"funnel-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    return funnel_command(config, args.runs, out, args.address, args.quiet)
+    return funnel_command(config, args.runs, out, args.address, args.quiet, args.config)
 
 
 def check_funnel_file(path: str, task: str) -> FunnelConfig:
@@ -80,10 +80,17 @@ def funnel_after_search(path: str, rundir: Path, address: str | None, quiet: boo
             f"funnel {path} on {rundir} (resume it with: symdisc funnel {rundir} --config {path})",
             file=sys.stderr,
         )
-    return funnel_command(config, [str(rundir)], rundir / "funnel", address, quiet)
+    return funnel_command(config, [str(rundir)], rundir / "funnel", address, quiet, path)
 
 
-def funnel_command(config: FunnelConfig, runs: list[str], out: Path, address: str | None, quiet: bool) -> int:
+def funnel_command(
+    config: FunnelConfig,
+    runs: list[str],
+    out: Path,
+    address: str | None,
+    quiet: bool,
+    config_path: str | None = None,
+) -> int:
     """Start the workers, run (or resume) the funnel, print where the report is. Returns the exit code."""
 
     def log(message: str) -> None:
@@ -110,7 +117,8 @@ def funnel_command(config: FunnelConfig, runs: list[str], out: Path, address: st
     try:
         outcome = run_funnel(config, runs, out, evaluator, log)
     except KeyboardInterrupt:
-        print(f"interrupted; continue with: symdisc funnel {' '.join(runs)} --out {out}", file=sys.stderr)
+        again = f"symdisc funnel {' '.join(runs)}" + (f" --config {config_path}" if config_path else "")
+        print(f"interrupted; continue with: {again} --out {out}", file=sys.stderr)
         return 130
     except (CandidateError, ConfigError) as error:
         print(f"symdisc funnel: {error}", file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -94,12 +95,12 @@ class FunnelEvaluations:
         return [self.known[key] for key in keys]
 
     def _train(self, missing: dict[Key, tuple[Program, str, int]]) -> None:
-        queue = list(missing.items())
+        queue = deque(missing.items())
         in_flight: dict[int, tuple[Key, Program]] = {}
         done = 0
         while queue or in_flight:
             while queue and len(in_flight) < self.evaluator.capacity:
-                key, (program, task, seed) = queue.pop(0)
+                key, (program, task, seed) = queue.popleft()
                 job_id = self._next_job
                 self._next_job += 1
                 submit(self.evaluator, job_id, program, task, seed)
