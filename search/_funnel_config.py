@@ -31,8 +31,8 @@ def _is_seed_list(minimum: int):
     return check
 
 
-def _is_factor_list(x: Any) -> bool:
-    return x is None or (isinstance(x, (list, tuple)) and bool(x) and all(_is_number(f) and f > 0 for f in x))
+def _is_step_range(x: Any) -> bool:
+    return isinstance(x, (list, tuple)) and len(x) == 2 and all(_is_int(k) for k in x) and x[0] <= x[1]
 
 
 def _sizes() -> tuple[str, ...]:
@@ -102,7 +102,7 @@ class BaselinesSection:
 
 @dataclass(frozen=True)
 class TuningSection:
-    """How the baselines are tuned on each stage's task (proxy_tasks.tune)."""
+    """How the baselines are tuned on each stage's task (``proxy_tasks.tune``'s grid, in its steps)."""
 
     seeds: tuple = _spec(
         (6, 7, 8),
@@ -110,20 +110,29 @@ class TuningSection:
         _is_seed_list(1),
         "seeds of every grid point; the mean validation fitness picks the point",
     )
-    lr_factors: tuple | None = _spec(
-        None,
-        "null or a non-empty list of numbers > 0",
-        _is_factor_list,
-        "multipliers of the learning-rate constant (null: proxy_tasks' grid)",
+    lr_steps: tuple = _spec(
+        (-4, 4),
+        "a list [low, high] of ints, low <= high",
+        _is_step_range,
+        "learning-rate multipliers 10^(k/2) for k = low..high (10^-2 .. 10^2)",
     )
-    wd_factors: tuple | None = _spec(
-        None,
-        "null or a non-empty list of numbers > 0",
-        _is_factor_list,
-        "multipliers of the weight-decay constant (null: proxy_tasks' grid)",
+    wd_steps: tuple = _spec(
+        (-2, 2),
+        "a list [low, high] of ints, low <= high",
+        _is_step_range,
+        "weight-decay multipliers 10^(k/2) for k = low..high (10^-1 .. 10^1)",
     )
-    cache_dir: str = _spec(
-        "runs/tuned-baselines", "a directory path", _nonempty_str, "tuned baselines kept between funnels"
+    max_extension: int = _spec(
+        4,
+        "an int >= 0",
+        lambda x: _is_int(x) and x >= 0,
+        "grid steps the grid may grow past each end while the best point is on its edge",
+    )
+    cache_dir: str | None = _spec(
+        None,
+        "null or a directory path",
+        lambda x: x is None or _nonempty_str(x),
+        "tuned baselines kept for later funnels (null: ~/.cache/symdisc/tuned)",
     )
 
 
@@ -187,8 +196,8 @@ def funnel_config_from_dict(data: Any) -> FunnelConfig:
     tuning = dataclasses.replace(
         tuning,
         seeds=tuple(tuning.seeds),
-        lr_factors=None if tuning.lr_factors is None else tuple(float(f) for f in tuning.lr_factors),
-        wd_factors=None if tuning.wd_factors is None else tuple(float(f) for f in tuning.wd_factors),
+        lr_steps=tuple(tuning.lr_steps),
+        wd_steps=tuple(tuning.wd_steps),
     )
     return dataclasses.replace(config, stages=stages, workers=workers, baselines=baselines, tuning=tuning)
 

@@ -53,6 +53,7 @@ def _row_dict(row: Row, seeds: tuple[int, ...]) -> dict:
         t = row.tuned
         data.update(baseline=t.name, lr=t.lr, weight_decay=t.weight_decay)
         data.update(tuning_fitness=_number(t.tuning_fitness), grid_points=t.grid_points)
+        data["bound_hit"] = list(t.bound_hit)
     data["program"] = row.program.to_text()
     data["seeds"] = [{"seed": s, **result_record(r)} for s, r in zip(seeds, row.results, strict=True)]
     data["validation"] = _estimate(row.validation)
@@ -219,8 +220,9 @@ def report_markdown(outcome: FunnelOutcome) -> str:
             if row.tuned is not None:
                 t = row.tuned
                 wd = "" if t.weight_decay is None else f", weight decay {t.weight_decay:.3g}"
+                edge = f"; still on the grid's edge in {', '.join(t.bound_hit)}" if t.bound_hit else ""
                 lines.append(
-                    f"- tuned {t.name}: learning rate {t.lr:.3g}{wd} "
-                    f"({t.grid_points} grid points, validation {t.tuning_fitness:.4f} on the tuning seeds)"
+                    f"- tuned {t.name}: learning rate {t.lr:.3g}{wd} ({t.grid_points} grid points, "
+                    f"validation {t.tuning_fitness:.4f} on the tuning seeds{edge})"
                 )
     return "\n".join(lines) + "\n"

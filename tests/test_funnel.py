@@ -126,7 +126,11 @@ def test_funnel_yaml_is_the_defaults_and_writes_every_key_out():
         ({"stages": [{"promote_top": 0}]}, "stages[0].promote_top: expected an int >= 1, got 0"),
         ({"stages": [{"colour": 1}]}, "stages[0].colour: expected one of the keys name, task, seeds"),
         ({"tuning": {"sedes": [1]}}, "tuning.sedes: expected one of the keys seeds"),
-        ({"tuning": {"lr_factors": [1, -2]}}, "tuning.lr_factors: expected null or a non-empty list"),
+        (
+            {"tuning": {"lr_steps": [1, -2]}},
+            "tuning.lr_steps: expected a list [low, high] of ints, low <= high",
+        ),
+        ({"tuning": {"max_extension": -1}}, "tuning.max_extension: expected an int >= 0, got -1"),
         ({"baselines": {"reference": "adamx"}}, "baselines.reference: expected a library program name ("),
         ({"baselines": {"others": ["lion", "sgd_typo"]}}, "baselines.others[1]: expected a library program"),
         ({"workers": {"backend": "mpi"}}, "workers.backend: expected one of ray, inprocess, got 'mpi'"),
@@ -241,8 +245,9 @@ def tiny_funnel(cache_dir, **stage_b):
             ],
             "tuning": {
                 "seeds": [6, 7],
-                "lr_factors": [0.3, 1, 3],
-                "wd_factors": [1],
+                "lr_steps": [-1, 1],
+                "wd_steps": [0, 0],
+                "max_extension": 0,
                 "cache_dir": str(cache_dir),
             },
         }
@@ -373,8 +378,9 @@ def test_a_search_config_runs_its_funnel_when_the_search_ends(tmp_path):
                 "stages": [{"task": "tiny", "seeds": [1, 2]}],
                 "tuning": {
                     "seeds": [3],
-                    "lr_factors": [1],
-                    "wd_factors": [1],
+                    "lr_steps": [0, 0],
+                    "wd_steps": [0, 0],
+                    "max_extension": 0,
                     "cache_dir": str(tmp_path / "c"),
                 },
                 "workers": {"backend": "inprocess"},
@@ -473,8 +479,9 @@ def test_tiny_to_a_funnel_on_ray_workers_agrees_with_its_evaluation_log(search_r
                 ],
                 "tuning": {
                     "seeds": [6, 7],
-                    "lr_factors": [0.3, 1, 3],
-                    "wd_factors": [1],
+                    "lr_steps": [-1, 1],
+                    "wd_steps": [0, 0],
+                    "max_extension": 0,
                     "cache_dir": str(tmp_path / "tuned"),
                 },
                 "workers": {"backend": "ray", "count": 2},
