@@ -139,6 +139,7 @@ def run_funnel(
 
     Raises:
       CandidateError: if the runs cannot feed a funnel.
+      FunnelLogError: if ``out_dir``'s evaluation log is damaged.
       ConfigError: if a stage does not fit the runs' task (see ``stage_tasks``).
     """
     from ._funnel_report import write_report  # the report reads this module's classes

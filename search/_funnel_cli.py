@@ -12,6 +12,7 @@ from ._funnel import run_funnel, stage_tasks
 from ._funnel_candidates import CandidateError, search_task
 from ._funnel_config import FunnelConfig, funnel_config_from_dict, load_funnel_config
 from ._funnel_report import FUNNEL_MD, best_verdict
+from ._funnel_store import FunnelLogError
 from ._rundir import RunDirectory, RunDirectoryError
 
 
@@ -120,7 +121,7 @@ def funnel_command(
         again = f"symdisc funnel {' '.join(runs)}" + (f" --config {config_path}" if config_path else "")
         print(f"interrupted; continue with: {again} --out {out}", file=sys.stderr)
         return 130
-    except (CandidateError, ConfigError) as error:
+    except (CandidateError, ConfigError, FunnelLogError, RunDirectoryError) as error:
         print(f"symdisc funnel: {error}", file=sys.stderr)
         return 2
     finally:

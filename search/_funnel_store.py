@@ -11,6 +11,7 @@ task and seed; see ``search._evaluator``.)
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -20,7 +21,6 @@ from dsl import Program, analyze
 from proxy_tasks._task import Result
 
 from ._evaluator import Evaluator, sanitize
-from ._rundir import RunDirectory
 
 EVALUATIONS = "evaluations.jsonl"
 
@@ -52,6 +52,34 @@ def result_from_record(record: dict) -> Result:
     return Result(**values)
 
 
+class FunnelLogError(RuntimeError):
+    """``evaluations.jsonl`` is damaged (a line before the last is not a JSON record)."""
+
+
+def read_records(path: Path) -> list[dict]:
+    """Every complete line of the JSONL file ``path``; a line torn by a kill is cut from the file.
+
+    Raises:
+      FunnelLogError: naming the file and line, if a complete line is not JSON.
+    """
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    complete = data.rfind(b"\n") + 1
+    if complete < len(data):  # never acknowledged: the next append must start on a fresh line
+        with open(path, "r+b") as handle:
+            handle.truncate(complete)
+    records = []
+    for number, line in enumerate(data[:complete].splitlines(), start=1):
+        try:
+            records.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise FunnelLogError(
+                f"{path}: line {number} is not a JSON record ({error}); the log is damaged"
+            ) from None
+    return records
+
+
 def submit(evaluator: Evaluator, job_id: int, program: Program, task_name: str, seed: int) -> None:
     """The funnel's one call into ``Evaluator.submit``: one seed per job, so workers run seeds in parallel."""
     evaluator.submit(job_id, program, seed, task_name)
@@ -72,12 +100,13 @@ class FunnelEvaluations:
         evaluator: Evaluator,
         on_result: Callable[[int, int], None] | None = None,
     ):
-        self._log = RunDirectory(Path(directory))  # its append / read_log (torn-line repair) suit any JSONL
+        self.path = Path(directory) / EVALUATIONS
         self.evaluator = evaluator
         self.on_result = on_result
         self.known: dict[Key, Result] = {}
-        for record in self._log.read_log(EVALUATIONS):
+        for record in read_records(self.path):
             self.known[(record["hash"], record["task"], record["seed"])] = result_from_record(record)
+        self._file = None
         self.reused = 0
         self.evaluated = 0
         self._next_job = 0
@@ -119,12 +148,21 @@ class FunnelEvaluations:
                     **result_record(result),
                     "worker": completion.worker,
                 }
-                self._log.append(record, EVALUATIONS)
+                self._append(record)
                 self.known[key] = result
                 self.evaluated += 1
                 done += 1
                 if self.on_result is not None:
                     self.on_result(done, len(missing))
 
+    def _append(self, record: dict) -> None:
+        """One line, flushed to the OS at once: it survives a killed process."""
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
+        self._file.flush()
+
     def close(self) -> None:
-        self._log.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None

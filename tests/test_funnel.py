@@ -331,6 +331,46 @@ def test_a_killed_funnel_resumes_without_evaluating_anything_twice(search_run, t
     assert again.submitted == 0
 
 
+def test_a_torn_last_line_is_cut_and_a_damaged_log_is_a_one_line_error(search_run, tmp_path, capsys):
+    config = tmp_path / "funnel.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "candidates": {"top_k": 1, "island_best": False, "follow_best": False},
+                "stages": [{"task": "tiny", "seeds": [1, 2]}],
+                "tuning": {
+                    "seeds": [3],
+                    "lr_steps": [0, 0],
+                    "wd_steps": [0, 0],
+                    "max_extension": 0,
+                    "cache_dir": str(tmp_path / "cache"),
+                },
+                "workers": {"backend": "inprocess"},
+            }
+        )
+    )
+    out = tmp_path / "funnel"
+    command = ["funnel", search_run, "--config", str(config), "--out", str(out), "--quiet"]
+    assert main(command) == 0
+    log = out / "evaluations.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    assert len(lines) == 2 + 2 + 4  # 1 candidate x 2 seeds; 2 baselines x 1 grid point x 1 seed; 2 x 2 seeds
+    log.write_text("".join(lines[:-1]) + lines[-1][:25])  # the last line torn by a kill
+    assert main(command) == 0
+
+    def without_seconds(text):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in text.splitlines()]
+
+    after = log.read_text()
+    assert after.startswith("".join(lines[:-1]))  # every complete line kept as it was
+    assert without_seconds(after) == without_seconds("".join(lines))  # the torn one cut and trained again
+    log.write_text("".join(lines[:2]) + "{not json\n" + "".join(lines[2:]))
+    assert main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("symdisc funnel: ") and "evaluations.jsonl: line 3 is not a JSON record" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_stage_seeds_must_be_new_on_the_search_task(search_run, tmp_path, capsys):
     config = tmp_path / "funnel.yaml"
     config.write_text(yaml.safe_dump({"stages": [{"task": "tiny", "seeds": [0, 1]}]}))
