@@ -209,11 +209,16 @@ def report_markdown(outcome: FunnelOutcome) -> str:
             continue
         candidates = [r for r in stage.rows if r.kind == "candidate" and not r.followed]
         promoted = [r.label for r in stage.rows if r.promoted]
+        if candidates:
+            outcome_words = (
+                f"{sum(r.comparison.beats for r in candidates)} of {len(candidates)} candidates beat tuned "
+                f"{reference}; promoted: {', '.join(promoted) if promoted else 'none'}."
+            )
+        else:
+            outcome_words = "No candidate was promoted to this stage; the best search program is followed."
         lines.append(
             f"Seeds {list(stage.config.seeds)}; k = {stage.config.standard_errors:g}, "
-            f"M = {stage.config.promote_top}. {sum(r.comparison.beats for r in candidates)} of "
-            f"{len(candidates)} candidates beat tuned {reference}; promoted: "
-            f"{', '.join(promoted) if promoted else 'none'}."
+            f"M = {stage.config.promote_top}. {outcome_words}"
         )
         lines += [""] + _stage_table(outcome, stage) + [""]
         for row in stage.rows:
