@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
+import networkx as nx
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -319,3 +323,28 @@ def test_bad_params_example_names_the_key_path(params, message):
 def test_shape_of_needs_a_params_example():
     with pytest.raises(ValueError, match="no params example"):
         dsl.analyze(dsl.library.load("lion")).shape_of(0)
+
+
+# ----------------------------------------------------------------------------- module structure
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _relative_imports(package: str) -> nx.DiGraph:
+    """Module -> module it imports within ``package``: every ``from .x import``, at any
+    depth (function-local and ``TYPE_CHECKING`` imports hide a cycle, they do not break it)."""
+    graph = nx.DiGraph()
+    for file in (REPO / package).glob("*.py"):
+        graph.add_node(file.stem)
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets = [node.module] if node.module else [alias.name for alias in node.names]
+                graph.add_edges_from((file.stem, target.split(".")[0]) for target in targets)
+    return graph
+
+
+@pytest.mark.parametrize("package", ["dsl", "proxy_tasks"])
+def test_no_import_cycles(package):
+    graph = _relative_imports(package)
+    assert graph.number_of_edges() > 5  # the walk found the package's imports
+    assert list(nx.simple_cycles(graph)) == []
