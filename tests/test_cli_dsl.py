@@ -90,6 +90,16 @@ def test_command_line_in_a_subprocess(tmp_path):
     assert "line 3:" in check.stderr and "'y' is read before it is assigned" in check.stderr
 
 
+def test_check_a_program_that_divides_a_constant_by_zero(tmp_path):
+    file = tmp_path / "by_zero.txt"
+    file.write_text("def train(w, g, lr):\n  c = divide(1.0, -1e-08)\n  update = g * c\n  return update\n")
+    command = [sys.executable, "-m", "symdisc", "check", str(file)]
+    check = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert "valid (2 statements, 0 state slots)" in check.stdout
+    assert "fingerprint:" in check.stdout and check.stderr == ""
+
+
 def test_a_closed_output_pipe_is_a_quiet_exit():
     # No reader at all: the first write fails (as in `symdisc ops | head -1` once head exits).
     read_end, write_end = os.pipe()

@@ -144,6 +144,19 @@ def test_nan_and_inf_are_fixed_tokens_without_warnings():
     )
 
 
+def test_a_division_of_constants_by_zero_is_inf_not_an_exception():
+    # -1e-08 + 1e-08 is 0.0: in Python float arithmetic 1.0 / 0.0 raises ZeroDivisionError.
+    by_zero = body("c = divide(1.0, -1e-08)\nupdate = g * c")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fingerprint = dsl.fingerprint(by_zero)
+    # The same updates (+-inf, by the gradient's sign), computed without a division.
+    assert fingerprint == dsl.fingerprint(body("c = exp(1000.0)\nupdate = g * c"))
+    assert fingerprint != dsl.fingerprint(body("c = exp(1000.0)\nc = negative(c)\nupdate = g * c"))
+    updates = _fingerprint.probe_updates(by_zero)
+    assert all(np.all(np.isinf(leaf)) for update in updates for leaf in update)
+
+
 def test_the_probe_keeps_moving_averages_away_from_zero():
     _, gradients, lrs, steps = _fingerprint.probe()
     assert len(gradients) == _fingerprint.STEPS == len(lrs) == len(steps)
