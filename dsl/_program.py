@@ -36,17 +36,27 @@ MAX_PROGRAM_CHARACTERS = 100_000
 
 
 class ProgramError(ValueError):
-    """A program that cannot be parsed, is malformed, or does not type-check.
+    """A program that cannot be read, parsed, is malformed, or does not type-check.
 
     Attributes:
       problem: what is wrong, in words.
       line: the line of the program text (1-based) where it is, or None.
+      source: the file (or the name) the program came from, or None.
     """
 
-    def __init__(self, problem: str, line: int | None = None):
+    def __init__(self, problem: str, line: int | None = None, source: str | None = None):
         self.problem = problem
         self.line = line
-        super().__init__(f"line {line}: {problem}" if line is not None else problem)
+        self.source = source
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"{source}: {where}{problem}" if source is not None else f"{where}{problem}")
+
+    def __reduce__(self):
+        return type(self), (self.problem, self.line, self.source)
+
+    def in_source(self, source: str) -> ProgramError:
+        """This error as found in ``source``, unless it already names its source."""
+        return self if self.source is not None else ProgramError(self.problem, self.line, source)
 
 
 @dataclass(frozen=True)

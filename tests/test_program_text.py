@@ -245,14 +245,59 @@ def test_constructed_programs_are_validated_too():
 def test_library_load_errors(tmp_path):
     with pytest.raises(KeyError, match="no library program 'nope'"):
         library.load("nope")
-    with pytest.raises(FileNotFoundError, match="neither a program file nor a library program"):
-        library.load_program(str(tmp_path / "missing.txt"))
+    missing = str(tmp_path / "missing.txt")
+    with pytest.raises(ProgramError, match="neither a program file nor a library program") as info:
+        library.load_program(missing)
+    assert info.value.source == repr(missing) and str(info.value).startswith(f"{missing!r}: ")
     bad = tmp_path / "bad.txt"
     bad.write_text(body("update = sign(q)"))
     with pytest.raises(ProgramError) as info:
         library.load_program(str(bad))
     assert info.value.line == 2
+    assert str(info.value) == f"{bad}: line 2: variable 'q' is read before it is assigned"
     assert library.load_program("lion") == library.load("lion")
+
+
+@pytest.mark.parametrize(
+    "content,line,words",
+    [
+        (b"# \xe9t\xe9\n" + body("update = sign(g)").encode(), 1, "not UTF-8 text (byte 0xe9 at offset 2)"),
+        (body("update = sign(g)").encode() + b"\x89PNG\n", 4, "not UTF-8 text (byte 0x89"),
+        (b"\0" * (4 * 100_000 + 1), None, "at most 100000 characters"),
+    ],
+    ids=["a Latin-1 comment", "a binary tail", "too large to read"],
+)
+def test_unreadable_program_files_are_program_errors_naming_the_file(tmp_path, content, line, words):
+    file = tmp_path / "program.txt"
+    file.write_bytes(content)
+    with pytest.raises(ProgramError) as info:
+        library.load_program(str(file))
+    assert info.value.source == str(file) and info.value.line == line
+    assert words in info.value.problem
+
+
+def test_a_directory_is_not_a_program(tmp_path):
+    with pytest.raises(ProgramError, match="neither a program file nor a library program"):
+        library.load_program(str(tmp_path))
+
+
+def test_windows_newlines_and_a_byte_order_mark_are_read(tmp_path):
+    file = tmp_path / "windows.txt"
+    file.write_bytes(b"\xef\xbb\xbf" + library.load("lion").to_text().replace("\n", "\r\n").encode())
+    assert library.load_program(str(file)) == library.load("lion")
+
+
+def test_a_broken_library_file_is_named_once(tmp_path, monkeypatch):
+    (tmp_path / "broken.txt").write_text(body("update = sign(q)"))
+    monkeypatch.setattr(library, "PROGRAMS_DIR", tmp_path)
+    try:
+        with pytest.raises(ProgramError) as info:
+            library.load_program("broken")
+    finally:
+        library.load.cache_clear()
+    message = str(info.value)
+    assert message == f"{tmp_path / 'broken.txt'}: line 2: variable 'q' is read before it is assigned"
+    assert message.count("broken.txt") == 1
 
 
 # ----------------------------------------------------------------------------- hostile texts
