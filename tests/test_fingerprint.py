@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import dsl
@@ -120,16 +120,19 @@ def test_a_value_that_needs_every_step_through_four_slots_is_seen():
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), length=st.integers(1, 25), slots=st.integers(0, 4))
+@given(seed=st.integers(0, 2**32 - 1), length=st.integers(2, 25), slots=st.integers(2, 4))
 def test_equal_hashes_imply_equal_fingerprints(seed, length, slots):
-    # Renaming, permuting slots, reordering and dead code keep the hash: the function
-    # must stay the same too, which the fingerprint checks numerically.
+    # Permuting slots and removing dead code keep the hash: the function must stay the
+    # same too, which the fingerprint checks numerically.
     rng = np.random.default_rng(seed)
     program = random_program(rng, length, slots)
-    reordered = dsl.Program(tuple(reversed(program.state)), program.statements)
+    reordered = dsl.Program(tuple(reversed(program.state)), program.statements, uses_step=program.uses_step)
+    assert reordered.state != program.state
     assert dsl.functional_hash(reordered) == dsl.functional_hash(program)
     assert dsl.fingerprint(reordered) == dsl.fingerprint(program)
-    assert dsl.fingerprint(dsl.prune(program)) == dsl.fingerprint(program)
+    pruned = dsl.prune(program)
+    assume(pruned != program)
+    assert dsl.fingerprint(pruned) == dsl.fingerprint(program)
 
 
 def test_nan_and_inf_are_fixed_tokens_without_warnings():
