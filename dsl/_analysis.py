@@ -24,7 +24,7 @@ from typing import Any
 
 from ._hash import functional_hash_of_resolved
 from ._ops import OPS
-from ._program import Program, ProgramError, Statement, infer_kinds, parse
+from ._program import Program, ProgramError, Statement, infer_kinds, parse, quote
 from ._refs import FIRST_SLOT, LR, STEP, G, W
 from ._resolved import Resolved
 from ._types import Kind
@@ -362,7 +362,7 @@ def _leaf_shape(leaf: Any) -> tuple[int, ...] | None:
 
 def _leaf_problem(leaf: Any) -> str:
     if _is_shape(leaf):
-        return f"shape {leaf} has a negative dimension"
+        return f"shape {quote(leaf, 60)} has a negative dimension"
     if getattr(leaf, "dtype", None) is None or getattr(leaf, "shape", None) is None:
-        return f"{leaf!r} is neither an array nor a shape (a tuple of ints)"
+        return f"{quote(leaf)} is neither an array nor a shape (a tuple of ints)"
     return f"parameters must be float arrays, got dtype {leaf.dtype}"
