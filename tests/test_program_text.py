@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
 import textwrap
 
@@ -255,6 +256,14 @@ def test_library_load_errors(tmp_path):
         library.load_program(str(bad))
     assert info.value.line == 2
     assert str(info.value) == f"{bad}: line 2: variable 'q' is read before it is assigned"
+    # It crosses process boundaries (Ray workers) whole.
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (copy.problem, copy.line, copy.source, str(copy)) == (
+        info.value.problem,
+        2,
+        str(bad),
+        str(info.value),
+    )
     assert library.load_program("lion") == library.load("lion")
 
 
