@@ -17,6 +17,8 @@ to their denominators is part of what is compared). Per run and coordinate:
 
 Fresh weights and gradients are drawn for every step (the same for both programs), so
 a difference at one step does not feed the inputs of the next; state carries over.
+The updates are compared, and the new values of the state slots both programs have:
+``sign(m)`` hides a change of ``m`` that would matter where ``m`` crosses zero.
 ``STEPS`` = 6 lets a value pass through a chain of all 4 state slots and reach an update.
 """
 
@@ -36,12 +38,14 @@ PROBE_SEED = 2302_06675
 PROBE_LR = (1.0, 0.7, 0.4, 0.2, 0.05, 0.01)
 MAGNITUDES = (1e-2, 1e2)
 EMA_DECAYS = (0.5, 0.9, 0.99)
-RELATIVE_FLOOR = 1e-6
-"""Entries smaller than this fraction of a step's largest update entry are compared
-absolutely at that scale (their relative error means nothing after cancellation)."""
+RELATIVE_FLOOR = 1e-3
+"""Entries smaller than this fraction of the largest entry of the same value at the same
+step are compared at that scale (``sign(m) + w`` can cancel to nearly zero, and a relative
+error there means nothing)."""
 
 Inputs = tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], np.ndarray, np.ndarray]
-Trajectory = list[tuple[np.ndarray, ...]]
+Trajectory = list[dict[str, np.ndarray]]
+"""Per step: ``"update"`` and ``"state <name>"`` for each slot, flattened."""
 
 
 @functools.cache
@@ -97,49 +101,60 @@ def _gradients_far_from_zero(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def trajectory(program: Program) -> list[Trajectory]:
-    """The updates of ``program`` on every probe run: per run, one tuple of arrays per step."""
+    """What ``program`` computes on every probe run: per run, per step, the update and
+    each state slot's new value (``{"update": leaves, slot name: leaves}``)."""
     kernels = [(s.target, OPS[s.op].numpy_fn(), s.args) for s in program.statements]
     runs = []
     with np.errstate(all="ignore"):
         for inputs in probe_inputs():
             state = {name: tuple(np.zeros(shape) for shape in PROBE_SHAPES) for name in program.state}
-            updates = []
+            steps = []
             for w, g, lr, step in inputs:
                 env = {"w": w, "g": g, "lr": lr, "step": step, **state}
                 for target, kernel, args in kernels:
                     env[target] = kernel(*(env[a] if type(a) is str else a for a in args))
-                update = env[program.update]
-                updates.append(
-                    tuple(
-                        np.broadcast_to(np.asarray(leaf, np.float64), shape)
-                        for leaf, shape in zip(update, PROBE_SHAPES, strict=True)
-                    )
-                )
                 state = {name: env[name] for name in program.state}
-            runs.append(updates)
+                outputs = {"update": env[program.update], **{f"state {k}": v for k, v in state.items()}}
+                steps.append({key: _flat(value) for key, value in outputs.items()})
+            runs.append(steps)
     return runs
 
 
-def difference(first: list[Trajectory], second: list[Trajectory]) -> float:
-    """The largest relative difference between two programs' probe updates.
+def _flat(tree) -> np.ndarray:
+    return np.concatenate(
+        [
+            np.broadcast_to(np.asarray(leaf, np.float64), shape).ravel()
+            for leaf, shape in zip(tree, PROBE_SHAPES, strict=True)
+        ]
+    )
 
-    Per entry ``|a - b| / max(|a|, |b|, RELATIVE_FLOOR * s)``, ``s`` the step's largest
-    finite update entry; NaN against NaN and an infinity against the same infinity count
-    as equal, any other non-finite mismatch as ``inf``. 0.0 means identical.
+
+def difference(first: list[Trajectory], second: list[Trajectory], state: bool = True) -> float:
+    """The largest relative difference between two programs' probe updates (and states).
+
+    Compared: the updates, and with ``state`` the new values of the state slots that
+    both programs have (by name). Per entry ``|a - b| / max(|a|, |b|, RELATIVE_FLOOR * s)``,
+    ``s`` the largest finite entry of that value at that step; NaN against NaN and an
+    infinity against the same infinity count as equal, any other non-finite mismatch as
+    ``inf``. 0.0 means identical.
     """
     worst = 0.0
     for run_a, run_b in zip(first, second, strict=True):
         for step_a, step_b in zip(run_a, run_b, strict=True):
-            a = np.concatenate([leaf.ravel() for leaf in step_a])
-            b = np.concatenate([leaf.ravel() for leaf in step_b])
-            finite = np.isfinite(a) & np.isfinite(b)
-            same_non_finite = (np.isnan(a) & np.isnan(b)) | (np.isinf(a) & (a == b))
-            if not np.all(finite | same_non_finite):
-                return float("inf")
-            a, b = a[finite], b[finite]
-            if a.size == 0:
-                continue
-            scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))))
-            denominator = np.maximum(np.maximum(np.abs(a), np.abs(b)), max(RELATIVE_FLOOR * scale, 1e-300))
-            worst = max(worst, float(np.max(np.abs(a - b) / denominator)))
+            keys = [key for key in step_a if key in step_b and (state or key == "update")]
+            for key in keys:
+                worst = max(worst, _relative_difference(step_a[key], step_b[key]))
     return worst
+
+
+def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    finite = np.isfinite(a) & np.isfinite(b)
+    same_non_finite = (np.isnan(a) & np.isnan(b)) | (np.isinf(a) & (a == b))
+    if not np.all(finite | same_non_finite):
+        return float("inf")
+    a, b = a[finite], b[finite]
+    if a.size == 0:
+        return 0.0
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b))))
+    denominator = np.maximum(np.maximum(np.abs(a), np.abs(b)), max(RELATIVE_FLOOR * scale, 1e-300))
+    return float(np.max(np.abs(a - b) / denominator))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from ._analysis import Resolved, liveness, resolve
 from ._program import Program, ProgramError, Statement
-from ._refs import FIRST_SLOT, INPUTS
+from ._refs import FIRST_SLOT, INPUTS, W
 
 Ref = int | float
 """A node index (>= 0), an input (< 0, see ``dsl._refs``), or a float constant."""
@@ -133,8 +133,10 @@ class Graph:
     def live(self) -> tuple[bytearray, list[bool]]:
         """Live nodes and live slots across steps (``dsl._analysis.liveness``)."""
         refs = tuple(n.args for n in self.nodes)
-        resolved = Resolved(refs, self.update, self.slot_values, (), True)
-        return liveness(resolved, len(self.state))
+        # A constant output (left by a rewrite; such a graph cannot be written) reads nothing.
+        update = W if is_constant(self.update) else self.update
+        values = tuple(FIRST_SLOT - i if is_constant(r) else r for i, r in enumerate(self.slot_values))
+        return liveness(Resolved(refs, update, values, (), True), len(self.state))
 
     def pruned(self) -> Graph:
         """Without dead nodes and without slots whose incoming value no live node reads."""

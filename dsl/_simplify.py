@@ -10,18 +10,19 @@ What the authors of arXiv:2302.06675 did by hand to the raw program that became 
    ``sign(x)``, chains of ``interp`` of the same inputs to one ``interp``, two slots
    holding the same value merged, ... Each is kept only if the program gets simpler
    (fewer slots, statements, then cheaper functions, then shallower) *and* the probe
-   of ``dsl._equivalence`` shows the same updates within ``update_tolerance`` of the
-   phase's starting program. Phases 1 and 2 run together until nothing changes.
+   of ``dsl._equivalence`` shows the same updates, and the same values in the slots
+   both keep, within ``update_tolerance`` of the original program. Phases 1 and 2 run together until nothing changes.
 3. *ablation*, given ``evaluate``: a statement is removed (its readers read one of its
    arguments instead) when the fitness stays within ``tolerance`` of the fitness before
    ablation; repeated until no statement can go.
 4. *constant rounding*: each constant to the fewest significant digits that keep the
-   fitness within ``tolerance`` (given ``evaluate``), or else the probe updates within
-   ``update_tolerance``, of the program before rounding. Phases 1-2 run again after 3
+   fitness within ``tolerance`` (given ``evaluate``), or else the probe updates and
+   state within ``update_tolerance`` of the original program. Phases 1-2 run again after 3
    and 4 (a rounded ``1.0000001`` may become an identity).
 
-Fitness drift is measured against the start of each phase, never step to step, so it
-cannot accumulate beyond the tolerance within a phase.
+Drift is measured against a fixed reference, never step to step, so it cannot
+accumulate: probe updates against the original program (against the ablated one
+after an ablation), fitness against the start of the ablation or rounding phase.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def simplify(
         program = parse(program)
     _ = program.kinds  # type-check: raises ProgramError with the line
     run = _Run(evaluate, tolerance, update_tolerance)
+    run.reference = run.updates(program)
     current = run.exact_phase(program)
     fitness_before = fitness_after = None
     if evaluate is not None:
@@ -145,6 +147,7 @@ def simplify(
     if evaluate is not None and ablate:
         ablated = run.ablation_phase(current)
         if ablated != current:
+            run.reference = run.updates(ablated)  # ablation changes what the program computes
             current = run.exact_phase(ablated)
     if round_constants:
         rounded = run.rounding_phase(current)
@@ -189,6 +192,7 @@ class _Run:
         self.steps: list[SimplificationStep] = []
         self._fitness: dict[str, float] = {}
         self._trajectories: dict[str, list[Trajectory]] = {}
+        self.reference: list[Trajectory] = []  # probe results every exact change is checked against
 
     def fitness(self, program: Program) -> float:
         key = program.to_text()
@@ -211,11 +215,10 @@ class _Run:
 
     def exact_phase(self, program: Program) -> Program:
         """Dead code and verified rewrites until neither changes anything."""
-        reference = self.updates(program)
         current = program
         while True:
             current = self._remove_dead(current)
-            rewritten = self._first_rewrite(current, reference)
+            rewritten = self._first_rewrite(current, self.reference)
             if rewritten is None:
                 return current
             current = rewritten
@@ -302,7 +305,6 @@ class _Run:
     def rounding_phase(self, program: Program) -> Program:
         """Each constant to the fewest significant digits that keep the program as good."""
         reference_fitness = self.fitness(program) if self.evaluate is not None else None
-        reference_updates = self.updates(program)
         current = program
         for index, statement in enumerate(program.statements):
             for position, arg in enumerate(statement.args):
@@ -310,7 +312,7 @@ class _Run:
                     continue
                 for rounded in _roundings(arg):
                     candidate = current.with_argument(index, position, rounded)
-                    change = difference(reference_updates, self.updates(candidate))
+                    change = difference(self.reference, self.updates(candidate))
                     if reference_fitness is None:
                         accepted = change <= self.update_tolerance
                         score = None
