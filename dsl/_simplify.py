@@ -17,8 +17,10 @@ What the authors of arXiv:2302.06675 did by hand to the raw program that became 
    ablation; repeated until no statement can go.
 4. *constant rounding*: each constant to the fewest significant digits that keep the
    fitness within ``tolerance`` (given ``evaluate``), or else the probe updates and
-   state within ``update_tolerance`` of the original program. Phases 1-2 run again after 3
-   and 4 (a rounded ``1.0000001`` may become an identity).
+   state within ``update_tolerance`` of the original program and every statement's
+   value within it of the program before rounding (``sign(m)`` would hide ``0.899 ->
+   0.9``). Phases 1-2 run again after 3 and 4 (a rounded ``1.0000001`` may become an
+   identity).
 
 Drift is measured against a fixed reference, never step to step, so it cannot
 accumulate: probe updates against the original program (against the ablated one
@@ -192,6 +194,7 @@ class _Run:
         self.steps: list[SimplificationStep] = []
         self._fitness: dict[str, float] = {}
         self._trajectories: dict[str, list[Trajectory]] = {}
+        self._values: dict[str, list[Trajectory]] = {}
         self.reference: list[Trajectory] = []  # probe results every exact change is checked against
 
     def fitness(self, program: Program) -> float:
@@ -205,6 +208,12 @@ class _Run:
         if key not in self._trajectories:
             self._trajectories[key] = trajectory(program)
         return self._trajectories[key]
+
+    def values(self, program: Program) -> list[Trajectory]:
+        key = program.to_text()
+        if key not in self._values:
+            self._values[key] = trajectory(program, every_value=True)
+        return self._values[key]
 
     def record(self, rule, before, after, effect, **numbers) -> None:
         if len(self.steps) >= MAX_STEPS:
@@ -314,6 +323,8 @@ class _Run:
                     candidate = current.with_argument(index, position, rounded)
                     change = difference(self.reference, self.updates(candidate))
                     if reference_fitness is None:
+                        # Every value, not only the outputs: sign(m) hides a changed m.
+                        change = max(change, difference(self.values(program), self.values(candidate)))
                         accepted = change <= self.update_tolerance
                         score = None
                     else:

@@ -222,7 +222,7 @@ def test_random_programs_stay_within_the_update_tolerance_of_the_original():
     from dsl._random import random_program
 
     rng = np.random.default_rng(7)
-    for _ in range(40):
+    for _ in range(25):
         length, slots = int(rng.integers(3, 15)), int(rng.integers(0, 4))
         program = random_program(rng, length, slots, constant_probability=0.3)
         result = dsl.simplify(program, update_tolerance=1e-4)
@@ -324,6 +324,30 @@ def test_rounding_without_a_task_keeps_updates_equal():
     # 0.000123456 -> 0.0001235 would scale every update by 1.0004: too much for 1e-4.
     assert constants == [0.9, 0.01, 0.00012346]
     assert_same_updates(program, result.program, rtol=1e-3)
+
+
+def test_rounding_without_a_task_sees_through_a_sign():
+    """0.899 -> 0.9 changes m by 1e-3 relative; sign(m) hides it, every value shows it."""
+    text = (
+        "def train(w, g, m, lr):\n  c = interp(g, m, 0.899)\n  update = sign(c)\n"
+        "  m = interp(g, m, 0.99)\n  return update, m\n"
+    )
+    result = dsl.simplify(text)
+    assert result.program.to_text() == dsl.parse(text).to_text(), result.report()
+    assert dsl.simplify(text, update_tolerance=1e-2).program.statements[0].args[2] == 0.9
+
+
+def test_a_sign_next_to_weight_decay_is_measured_against_its_terms():
+    """sign(m) + 0.02 w nearly cancels where w is near -50: the DSL's 1e-8 in m / |m| is
+    measured against the size of the terms (6e-6 relative), not of the nearly zero sum
+    (3e-5 there), so the rewrite passes a strict tolerance."""
+    text = (
+        "def train(w, g, m, lr):\n  m = interp(g, m, 0.9)\n  a = abs(m)\n  update = m / a\n"
+        "  wd = w * 0.02\n  update = update + wd\n  return update, m\n"
+    )
+    result = dsl.simplify(text, update_tolerance=1e-5)
+    assert [step.rule for step in result.steps] == ["sign_normalization"]
+    assert_same_updates(dsl.parse(text), result.program, rtol=1e-3)
 
 
 def test_invalid_program_raises_with_its_line():
