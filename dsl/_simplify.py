@@ -30,6 +30,7 @@ after an ablation), fitness against the start of the ablation or rounding phase.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -130,6 +131,8 @@ def simplify(
         (and, without ``evaluate``, a rounding) to count as equal.
       ablate: run the ablation phase (only with ``evaluate``).
       round_constants: run the rounding phase.
+      Neither runs when ``evaluate`` gives a non-finite fitness (a failed run) for the
+      program after phases 1-2.
 
     Returns:
       A ``Simplification`` with the final program and each step.
@@ -146,6 +149,9 @@ def simplify(
     fitness_before = fitness_after = None
     if evaluate is not None:
         fitness_before = run.fitness(program)
+        if not math.isfinite(run.fitness(current)):
+            # A failed run (-inf) is not a level to stay within: nothing is judged by it.
+            ablate, round_constants = False, False
     if evaluate is not None and ablate:
         ablated = run.ablation_phase(current)
         if ablated != current:

@@ -21,7 +21,11 @@ def register(subparsers) -> None:
         "--task", help="a proxy task (e.g. mlp_digits_tiny): enables ablation and judges rounding by fitness"
     )
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[0], help="with --task: seeds to average the fitness over"
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="with --task: seeds to average the fitness over (default 0 1 2)",
     )
     parser.add_argument(
         "--tolerance",

@@ -350,6 +350,13 @@ def test_a_sign_next_to_weight_decay_is_measured_against_its_terms():
     assert_same_updates(dsl.parse(text), result.program, rtol=1e-3)
 
 
+def test_a_failing_program_is_not_ablated():
+    """With fitness -inf everywhere, every removal would "cost nothing": none is made."""
+    result = dsl.simplify(CLIPPED_ADAMW, evaluate=lambda program: float("-inf"))
+    assert result.program.to_text() == dsl.parse(CLIPPED_ADAMW).to_text()
+    assert result.steps == ()
+
+
 def test_invalid_program_raises_with_its_line():
     with pytest.raises(dsl.ProgramError, match="line 3"):
         dsl.simplify("def train(w, g, lr):\n  a = sign(g)\n  update = a * b\n  return update\n")
