@@ -113,7 +113,7 @@ def trajectory(program: Program, every_value: bool = False) -> list[Trajectory]:
             steps = []
             for w, g, lr, step in inputs:
                 env = {"w": w, "g": g, "lr": lr, "step": step}
-                size = {name: _abs(value) for name, value in env.items()}
+                size = {name: _ABS(value) for name, value in env.items()}
                 for name, (value, magnitude) in state.items():
                     env[name], size[name] = value, magnitude
                 outputs = {}
@@ -137,10 +137,6 @@ _ADD = OPS["add"].numpy_fn()
 _MULTIPLY = OPS["multiply"].numpy_fn()
 _DIVIDE = OPS["divide"].numpy_fn()
 _FMAX = _leafwise(np.fmax)
-
-
-def _abs(value):
-    return _ABS(value)
 
 
 def _magnitude(op: str, value, args: list, sizes: list):

@@ -75,10 +75,6 @@ class Graph:
             return self.state[FIRST_SLOT - ref]
         return next(name for name, r in INPUTS.items() if r == ref)
 
-    def users(self, ref: Ref) -> list[int]:
-        """The nodes that read ``ref``."""
-        return [i for i, node in enumerate(self.nodes) if _has_ref(node.args, ref)]
-
     def with_node(self, index: int, op: str, args: tuple[Ref, ...]) -> Graph:
         """A copy where node ``index`` computes ``op(*args)`` instead (args must be earlier)."""
         nodes = list(self.nodes)
@@ -89,7 +85,7 @@ class Graph:
         """A copy where every reader of ``old`` (nodes and outputs) reads ``new`` instead."""
 
         def swap(ref):
-            return new if _same_ref(ref, old) else ref
+            return new if same_ref(ref, old) else ref
 
         nodes = tuple(Node(n.op, tuple(swap(a) for a in n.args), n.name) for n in self.nodes)
         return replace(
@@ -151,7 +147,7 @@ class Graph:
         # Dead nodes may still read the slot; they are dropped next, so point them at 0.0.
         gone = FIRST_SLOT - slot
         nodes = tuple(
-            n if live[i] else Node(n.op, tuple(0.0 if _same_ref(a, gone) else a for a in n.args), n.name)
+            n if live[i] else Node(n.op, tuple(0.0 if same_ref(a, gone) else a for a in n.args), n.name)
             for i, n in enumerate(self.nodes)
         )
         return replace(self, nodes=nodes).without_slot(slot)
@@ -185,12 +181,9 @@ class Graph:
         return _name_values(self)
 
 
-def _same_ref(a: Ref, b: Ref) -> bool:
+def same_ref(a: Ref, b: Ref) -> bool:
+    """Equal references: ``0`` (node 0) is not the constant ``0.0``."""
     return type(a) is type(b) and a == b
-
-
-def _has_ref(args, ref) -> bool:
-    return any(_same_ref(a, ref) for a in args)
 
 
 def _name_values(graph: Graph) -> Program | None:
@@ -232,7 +225,7 @@ def _name_values(graph: Graph) -> Program | None:
                 args.append(arg)
             else:
                 name = name_of.get(arg)
-                if name is None or not _same_ref(bound.get(name), arg):
+                if name is None or not same_ref(bound.get(name), arg):
                     raise AssertionError("a needed value lost its name")
                 args.append(name)
         name = required.get(index)

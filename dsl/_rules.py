@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ._graph import Graph, Node, Ref, _same_ref, is_constant, is_node
+from ._graph import Graph, Node, Ref, is_constant, is_node, same_ref
 from ._ops import DIVISION_EPSILON, OPS
 from ._refs import FIRST_SLOT
 
@@ -54,13 +54,13 @@ def identity(graph: Graph, index: int) -> Graph | None:
         passthrough = args[0] if const(args[1], 0.0 if op == "subtract" else 1.0) else None
     elif op == "interp":
         x, y, a = args
-        if _same_ref(x, y):
+        if same_ref(x, y):
             passthrough = x
         elif const(a, 0.0):
             passthrough = x
         elif const(a, 1.0):
             passthrough = y
-    elif op in ("max", "min") and _same_ref(*args):
+    elif op in ("max", "min") and same_ref(*args):
         passthrough = args[0]
     if passthrough is None:
         return None
@@ -81,7 +81,7 @@ def involution(graph: Graph, index: int) -> Graph | None:
 def annihilate(graph: Graph, index: int) -> Graph | None:
     """``x - x`` and ``x * 0`` are 0."""
     node = graph.nodes[index]
-    if node.op == "subtract" and _same_ref(*node.args):
+    if node.op == "subtract" and same_ref(*node.args):
         return graph.redirected(index, 0.0)
     if node.op == "multiply" and any(is_constant(a) and a == 0.0 for a in node.args):
         return graph.redirected(index, 0.0)
@@ -95,7 +95,7 @@ def _square_of(graph: Graph, ref: Ref) -> Ref | None:
         return None
     if node.op == "square":
         return node.args[0]
-    if node.op == "multiply" and _same_ref(*node.args) and not is_constant(node.args[0]):
+    if node.op == "multiply" and same_ref(*node.args) and not is_constant(node.args[0]):
         return node.args[0]
     return None
 
@@ -135,13 +135,13 @@ def sign_normalization(graph: Graph, index: int) -> Graph | None:
     node = graph.nodes[index]
     x = None
     if node.op == "divide" and not is_constant(node.args[0]):
-        if _same_ref(_magnitude_of(graph, node.args[1]), node.args[0]):
+        if same_ref(_magnitude_of(graph, node.args[1]), node.args[0]):
             x = node.args[0]
     elif node.op == "multiply":
         for a, b in (node.args, node.args[::-1]):
             inverse = _node(graph, b)
             if not is_constant(a) and inverse is not None and inverse.op == "rsqrt":
-                if _same_ref(_square_of(graph, inverse.args[0]), a):
+                if same_ref(_square_of(graph, inverse.args[0]), a):
                     x = a
     return None if x is None else graph.with_node(index, "sign", (x,))
 
@@ -162,16 +162,16 @@ def interp_chain(graph: Graph, index: int) -> Graph | None:
     inner = _node(graph, q)
     if inner is not None and inner.op == "interp" and is_constant(inner.args[2]):
         x, y, b = inner.args
-        if _same_ref(p, x):
+        if same_ref(p, x):
             return graph.with_node(index, "interp", (p, y, a * b))
-        if _same_ref(p, y):
+        if same_ref(p, y):
             return graph.with_node(index, "interp", (p, x, a * (1.0 - b)))
     inner = _node(graph, p)
     if inner is not None and inner.op == "interp" and is_constant(inner.args[2]):
         x, y, b = inner.args
-        if _same_ref(q, y):
+        if same_ref(q, y):
             return graph.with_node(index, "interp", (x, q, 1.0 - (1.0 - a) * (1.0 - b)))
-        if _same_ref(q, x):
+        if same_ref(q, x):
             return graph.with_node(index, "interp", (y, q, 1.0 - (1.0 - a) * b))
     return None
 
@@ -271,7 +271,7 @@ def slot_folds(graph: Graph) -> list[tuple[str, Graph]]:
             for index in chain:
                 node = graph.nodes[index]
                 args = tuple(
-                    FIRST_SLOT - kept if _same_ref(a, source) else copy_of.get(a, a) if is_node(a) else a
+                    FIRST_SLOT - kept if same_ref(a, source) else copy_of.get(a, a) if is_node(a) else a
                     for a in node.args
                 )
                 copy_of[index] = len(copies)
@@ -288,14 +288,14 @@ def slot_folds(graph: Graph) -> list[tuple[str, Graph]]:
 
 def _chain_between(graph: Graph, source: Ref, target: Ref) -> list[int] | None:
     """The nodes computing ``target`` from ``source`` and constants only, in order; None if others feed it."""
-    if _same_ref(source, target):
+    if same_ref(source, target):
         return []
     if not is_node(target) or not is_node(source):
         return None
     chain, stack = set(), [target]
     while stack:
         ref = stack.pop()
-        if _same_ref(ref, source) or is_constant(ref) or ref in chain:
+        if same_ref(ref, source) or is_constant(ref) or ref in chain:
             continue
         if not is_node(ref):
             return None  # another input feeds it
