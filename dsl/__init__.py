@@ -20,4 +20,7 @@ from ._program import ProgramError as ProgramError
 from ._program import Statement as Statement
 from ._program import infer_kinds as infer_kinds
 from ._program import parse as parse
+from ._simplify import Simplification as Simplification
+from ._simplify import SimplificationStep as SimplificationStep
+from ._simplify import simplify as simplify
 from ._types import Kind as Kind

@@ -24,8 +24,9 @@ from typing import Any
 
 from ._hash import functional_hash_of_resolved
 from ._ops import OPS
-from ._program import Program, ProgramError, Statement, infer_kinds, parse
+from ._program import Program, ProgramError, Statement, infer_kinds, parse, quote
 from ._refs import FIRST_SLOT, LR, STEP, G, W
+from ._resolved import Resolved
 from ._types import Kind
 
 # Kinds are small ints in the hot loop (Enum hashing runs Python code).
@@ -46,27 +47,6 @@ def _result_table(op) -> list[int]:
 
 # Built once from the registry: op name -> result kind code by argument kind codes.
 _RESULT_KIND = {name: _result_table(op) for name, op in OPS.items()}
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A program with every argument resolved to where its value comes from.
-
-    Attributes:
-      refs: per statement, its arguments as references (statement index >= 0, input
-        < 0, or a float constant).
-      update_ref: where the returned update comes from.
-      slot_refs: per state slot, where its returned (next-step) value comes from.
-      kinds: per statement, its result kind, or None for the first statement that
-        does not type-check (and every later one).
-      well_typed: whether every statement and every returned value type-checks.
-    """
-
-    refs: tuple[tuple[int | float, ...], ...]
-    update_ref: int
-    slot_refs: tuple[int, ...]
-    kinds: tuple[Kind | None, ...]
-    well_typed: bool
 
 
 def resolve(program: Program) -> Resolved:
@@ -382,7 +362,7 @@ def _leaf_shape(leaf: Any) -> tuple[int, ...] | None:
 
 def _leaf_problem(leaf: Any) -> str:
     if _is_shape(leaf):
-        return f"shape {leaf} has a negative dimension"
+        return f"shape {quote(leaf, 60)} has a negative dimension"
     if getattr(leaf, "dtype", None) is None or getattr(leaf, "shape", None) is None:
-        return f"{leaf!r} is neither an array nor a shape (a tuple of ints)"
+        return f"{quote(leaf)} is neither an array nor a shape (a tuple of ints)"
     return f"parameters must be float arrays, got dtype {leaf.dtype}"

@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+from symdisc.exit_codes import BAD_INPUT
+
 from ._analysis import analyze
 from ._dataflow import dataflow, to_dot
 from ._fingerprint import fingerprint
@@ -53,19 +55,19 @@ def _load_or_report(source: str, type_check: bool = True) -> Program | None:
         if type_check:
             _ = program.kinds  # cached on the program
         return program
-    except (ProgramError, OSError, UnicodeDecodeError) as error:  # OSError: unreadable file
-        print(f"{source}: {error}", file=sys.stderr)
+    except ProgramError as error:
+        print(error.in_source(source), file=sys.stderr)
         return None
 
 
 def cmd_show(args) -> int:
     if args.png and not args.graph:
         print("--png needs --graph", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     # A graph is drawn even if the program does not type-check.
     program = _load_or_report(args.program, type_check=not args.graph)
     if program is None:
-        return 1
+        return BAD_INPUT
     if not args.graph:
         print(program.to_text(), end="")
         return 0
@@ -96,11 +98,11 @@ def _count(n: int, noun: str) -> str:
 def cmd_check(args) -> int:
     program = _load_or_report(args.program, type_check=False)  # analyze reports type errors
     if program is None:
-        return 1
+        return BAD_INPUT
     analysis = analyze(program)
     if not analysis.valid:
         print(f"{args.program}: invalid: {analysis.error}", file=sys.stderr)
-        return 1
+        return BAD_INPUT
     n = len(program.statements)
     slots = len(program.state)
     print(f"{args.program}: valid ({_count(n, 'statement')}, {_count(slots, 'state slot')})")

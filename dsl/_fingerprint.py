@@ -106,7 +106,12 @@ def probe_updates(program: Program | str | Analysis) -> list[tuple[np.ndarray, .
     pruned = analysis.pruned
     weights, gradients, lrs, steps = probe()
     state = {name: tuple(np.zeros(shape) for shape in PROBE_SHAPES) for name in pruned.state}
-    kernels = [(s.target, OPS[s.op].numpy_fn(), s.args) for s in pruned.statements]
+    # Constants as NumPy float64: Python float arithmetic raises where NumPy gives inf or
+    # NaN (``divide(1.0, -1e-08)`` divides 1.0 by 0.0).
+    kernels = [
+        (s.target, OPS[s.op].numpy_fn(), tuple(a if type(a) is str else np.float64(a) for a in s.args))
+        for s in pruned.statements
+    ]
     updates = []
     with np.errstate(all="ignore"):
         for t in range(STEPS):

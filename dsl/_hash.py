@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING
 from ._ops import OPS
 from ._program import MAX_STATE_SLOTS
 from ._refs import FIRST_SLOT, INPUTS
+from ._resolved import Resolved
 
 if TYPE_CHECKING:
-    from ._analysis import Resolved
     from ._program import Program
 
 _DIGEST_SIZE = 16

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import ast
 import functools
+import io
 import math
+import tokenize
 from dataclasses import dataclass, field
 
 from ._ops import OPS, lookup
@@ -27,20 +29,34 @@ Arg = str | float
 
 RESERVED_INPUTS = ("w", "g", "lr", "step")
 MAX_STATE_SLOTS = 4
+MAX_PROGRAM_STATEMENTS = 1_000
+"""``parse`` rejects longer programs (the search's default ``max_length`` is 30)."""
+MAX_PROGRAM_CHARACTERS = 100_000
+"""``parse`` rejects longer texts before handing them to Python's parser."""
 
 
 class ProgramError(ValueError):
-    """A program that cannot be parsed, is malformed, or does not type-check.
+    """A program that cannot be read, parsed, is malformed, or does not type-check.
 
     Attributes:
       problem: what is wrong, in words.
       line: the line of the program text (1-based) where it is, or None.
+      source: the file (or the name) the program came from, or None.
     """
 
-    def __init__(self, problem: str, line: int | None = None):
+    def __init__(self, problem: str, line: int | None = None, source: str | None = None):
         self.problem = problem
         self.line = line
-        super().__init__(f"line {line}: {problem}" if line is not None else problem)
+        self.source = source
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"{source}: {where}{problem}" if source is not None else f"{where}{problem}")
+
+    def __reduce__(self):
+        return type(self), (self.problem, self.line, self.source)
+
+    def in_source(self, source: str) -> ProgramError:
+        """This error as found in ``source``, unless it already names its source."""
+        return self if self.source is not None else ProgramError(self.problem, self.line, source)
 
 
 @dataclass(frozen=True)
@@ -156,7 +172,7 @@ def _check_structure(program: Program) -> None:
         raise ProgramError(f"at most {MAX_STATE_SLOTS} state slots, got {len(state)}", line)
     for name in state:
         if not isinstance(name, str) or not name.isidentifier():
-            raise ProgramError(f"state slot {name!r} is not a variable name", line)
+            raise ProgramError(f"state slot {quote(name)} is not a variable name", line)
         if name in RESERVED_INPUTS:
             raise ProgramError(f"state slot {name!r} clashes with the input {name!r}", line)
     if len(set(state)) != len(state):
@@ -166,23 +182,25 @@ def _check_structure(program: Program) -> None:
         line = program.line_of(index)
         op = OPS.get(statement.op)
         if op is None:
-            raise ProgramError(f"unknown function {statement.op!r}", line)
+            raise ProgramError(f"unknown function {quote(statement.op)}", line)
         if len(statement.args) != op.arity:
             raise ProgramError(f"{op.name} takes {op.arity} argument(s), got {len(statement.args)}", line)
         for arg in statement.args:
             if isinstance(arg, str):
                 if arg not in defined:
-                    raise ProgramError(f"variable {arg!r} is read before it is assigned", line)
+                    raise ProgramError(f"variable {quote(arg)} is read before it is assigned", line)
             elif isinstance(arg, float) and not isinstance(arg, bool):
                 if not math.isfinite(arg):
                     raise ProgramError(f"constant {arg!r} is not finite", line)
             else:
-                raise ProgramError(f"argument {arg!r} is neither a variable nor a float", line)
+                raise ProgramError(f"argument {quote(arg)} is neither a variable nor a float", line)
         if not statement.target.isidentifier():
-            raise ProgramError(f"{statement.target!r} is not a variable name", line)
+            raise ProgramError(f"{quote(statement.target)} is not a variable name", line)
         defined.add(statement.target)
     if program.update not in defined:
-        raise ProgramError(f"the returned update {program.update!r} is never assigned", program.return_line())
+        raise ProgramError(
+            f"the returned update {quote(program.update)} is never assigned", program.return_line()
+        )
 
 
 def input_kinds(program: Program) -> dict[str, Kind]:
@@ -210,12 +228,12 @@ def infer_kinds(program: Program) -> tuple[Kind, ...]:
         kinds[statement.target] = kind
         result.append(kind)
     for role, name in zip(
-        ("update", *(f"state slot {s!r}" for s in program.state)), program.outputs, strict=True
+        ("update", *(f"state slot {quote(s)}" for s in program.state)), program.outputs, strict=True
     ):
         if kinds[name] is not Kind.TREE:
             raise ProgramError(
                 f"the returned {role} must be a tree shaped like the parameters, "
-                f"but {name!r} is a {kinds[name].value}",
+                f"but {quote(name)} is a {kinds[name].value}",
                 program.return_line(),
             )
     return tuple(result)
@@ -229,13 +247,21 @@ _BINARY_OPS = {ast.Add: "add", ast.Sub: "subtract", ast.Mult: "multiply", ast.Di
 def parse(text: str) -> Program:
     """Parse a program written as ``def train(...)`` with one call per assignment.
 
+    Programs are capped at ``MAX_PROGRAM_CHARACTERS`` characters and
+    ``MAX_PROGRAM_STATEMENTS`` statements; parsing takes time linear in the text.
+
     Raises:
       ProgramError: with the line number and the problem.
     """
+    _check_text(text)
     try:
         module = ast.parse(text)
     except SyntaxError as error:
-        raise ProgramError(f"syntax error: {error.msg}", error.lineno) from None
+        raise ProgramError(f"syntax error: {_elide(error.msg, 120)}", error.lineno or 1) from None
+    except (RecursionError, MemoryError):  # the parser's own stack: an expression nested too deeply
+        raise ProgramError(
+            "expression nested too deeply: one function call per statement", _most_tokens_line(text)
+        ) from None
     functions = [node for node in module.body if isinstance(node, ast.FunctionDef)]
     others = [node for node in module.body if not isinstance(node, ast.FunctionDef)]
     if others:
@@ -246,6 +272,11 @@ def parse(text: str) -> Program:
     function = functions[0]
     state, uses_step = _parse_signature(function)
     *body, last = function.body
+    if len(body) > MAX_PROGRAM_STATEMENTS:
+        raise ProgramError(
+            f"a program has at most {MAX_PROGRAM_STATEMENTS} statements, this one {len(body)}",
+            body[MAX_PROGRAM_STATEMENTS].lineno,
+        )
     if not isinstance(last, ast.Return):
         raise ProgramError("the function must end with 'return update, <state...>'", last.end_lineno)
     statements, lines = [], [function.lineno]
@@ -257,9 +288,74 @@ def parse(text: str) -> Program:
     return Program(state, tuple(statements), update, uses_step, source_lines=tuple(lines))
 
 
+def _line_at(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
+def _check_text(text: str) -> None:
+    """Reject what Python's parser would not report as a ProgramError with a line."""
+    if len(text) > MAX_PROGRAM_CHARACTERS:
+        raise ProgramError(
+            f"a program has at most {MAX_PROGRAM_CHARACTERS} characters, this one {len(text)}",
+            _line_at(text, MAX_PROGRAM_CHARACTERS),
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate
+        raise ProgramError(
+            f"character {text[error.start]!r} is not valid Unicode text", _line_at(text, error.start)
+        ) from None
+    null = text.find("\0")
+    if null >= 0:
+        raise ProgramError("the text contains a null character", _line_at(text, null))
+
+
+def _most_tokens_line(text: str) -> int:
+    """The first line of the logical line with the most tokens (1 if the text does not tokenize)."""
+    best_line, best_count, start, count = 1, 0, 1, 0
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if count == 0:
+                start = token.start[0]
+            count += 1
+            if token.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+                if count > best_count:
+                    best_line, best_count = start, count
+                count = 0
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return best_line
+
+
+def quote(value: object, limit: int = 40) -> str:
+    """``repr(value)``, its middle elided when longer than ``limit`` (for error messages)."""
+    return _elide(repr(value), limit)
+
+
+def _elide(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) * 2 // 3
+    return f"{text[:head]} ... {text[len(text) - (limit - 5 - head) :]}"
+
+
+def _reject_annotations(function: ast.FunctionDef) -> None:
+    """Decorators and annotations are code the DSL would otherwise silently drop."""
+    if function.decorator_list:
+        raise ProgramError("decorators are not allowed", function.decorator_list[0].lineno)
+    for arg in function.args.args:
+        if arg.annotation is not None:
+            raise ProgramError(f"annotations are not allowed (on {quote(arg.arg)})", arg.annotation.lineno)
+    if function.returns is not None:
+        raise ProgramError("a return annotation is not allowed", function.returns.lineno)
+    if getattr(function, "type_params", None):  # Python 3.12: def train[T](...)
+        raise ProgramError("type parameters are not allowed", function.lineno)
+
+
 def _parse_signature(function: ast.FunctionDef) -> tuple[tuple[str, ...], bool]:
     line = function.lineno
     args = function.args
+    _reject_annotations(function)
     if args.vararg or args.kwarg or args.kwonlyargs or args.defaults or args.posonlyargs:
         raise ProgramError("the signature takes plain names only: train(w, g, <state...>, lr)", line)
     names = [a.arg for a in args.args]
@@ -268,7 +364,8 @@ def _parse_signature(function: ast.FunctionDef) -> tuple[tuple[str, ...], bool]:
         names = names[:-1]
     if len(names) < 3 or names[:2] != ["w", "g"] or names[-1] != "lr":
         raise ProgramError(
-            f"the signature must be train(w, g, <state...>, lr[, step]), got train({', '.join(a.arg for a in args.args)})",
+            "the signature must be train(w, g, <state...>, lr[, step]), "
+            f"got train({_elide(', '.join(a.arg for a in args.args), 60)})",
             line,
         )
     return tuple(names[2:-1]), uses_step
@@ -287,7 +384,7 @@ def _parse_statement(node: ast.stmt, text: str) -> Statement:
             raise ProgramError("call a function by name with positional arguments", line)
         op = lookup(value.func.id)
         if op is None:
-            raise ProgramError(f"unknown function {value.func.id!r}", line)
+            raise ProgramError(f"unknown function {quote(value.func.id)}", line)
         raw_args = value.args
     elif isinstance(value, ast.BinOp) and type(value.op) in _BINARY_OPS:
         op = OPS[_BINARY_OPS[type(value.op)]]
@@ -309,20 +406,29 @@ def _parse_statement(node: ast.stmt, text: str) -> Statement:
 def _parse_arg(node: ast.expr, line: int, text: str) -> Arg:
     if isinstance(node, ast.Name):
         return node.id
-    written = ast.get_source_segment(text, node) or ast.unparse(node)  # as in the error messages
     sign = 1.0
     number = node
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
         number = node.operand
     if isinstance(number, ast.Constant) and type(number.value) in (int, float):
-        value = sign * float(number.value)
+        try:
+            value = sign * float(number.value)
+        except OverflowError:  # an int literal beyond the float range
+            value = math.inf
         if not math.isfinite(value):
-            raise ProgramError(f"constant {written} is not finite", line)
+            raise ProgramError(f"constant {_elide(_written(node, text), 40)} is not finite", line)
         return value
     raise ProgramError(
-        f"arguments must be variable names or numbers, got {written!r} (one call per statement)", line
+        f"arguments must be variable names or numbers, got {quote(_written(node, text))} "
+        "(one call per statement)",
+        line,
     )
+
+
+def _written(node: ast.expr, text: str) -> str:
+    """The argument as written (only for errors: it scans the whole text)."""
+    return ast.get_source_segment(text, node) or type(node).__name__
 
 
 def _parse_return(node: ast.Return, state: tuple[str, ...]) -> str:
@@ -335,7 +441,8 @@ def _parse_return(node: ast.Return, state: tuple[str, ...]) -> str:
     if tuple(names[1:]) != state:
         expected = ", ".join(("update", *state))
         raise ProgramError(
-            f"the return must list the update then the state slots in signature order ({expected}), got {', '.join(names)}",
+            "the return must list the update then the state slots in signature order "
+            f"({expected}), got {_elide(', '.join(names), 60)}",
             line,
         )
     return names[0]

@@ -85,6 +85,10 @@ def random_statement(
             return Statement(target, op.name, args), kind
 
 
+REASSIGN_INPUT_PROBABILITY = 0.1
+"""Chance that a statement of ``random_program`` (not the last) assigns an input."""
+
+
 def random_program(
     rng: np.random.Generator,
     length: int,
@@ -92,11 +96,24 @@ def random_program(
     op_names: Sequence[str] = OP_NAMES,
     constant_probability: float = 0.2,
     max_tries: int = 1000,
+    uses_step: bool | None = None,
 ) -> Program:
     """A random program of ``length`` statements that type-checks.
 
-    Targets are fresh temporaries, the state slots or ``update``; the last statement
-    assigns ``update``. Draws until the whole program is valid.
+    Every input may be read and assigned: a statement's target is an input (``w``,
+    ``g``, ``lr``, and ``step`` when the signature has it) with probability
+    ``REASSIGN_INPUT_PROBABILITY``, else a fresh temporary, a state slot or ``update``;
+    the last statement assigns ``update``. Draws until the whole program is valid.
+
+    Args:
+      rng: the random source (same state, same program).
+      length: the number of statements.
+      state_slots: how many state slots (``m``, ``v``, ``s``, ``r``), 0 to 4.
+      op_names: the functions to choose from.
+      constant_probability: chance that each argument is a fresh constant.
+      max_tries: programs drawn before giving up.
+      uses_step: whether the signature ends with ``step``; None draws it (half the
+        programs).
 
     Raises:
       RuntimeError: if no valid program was drawn in ``max_tries`` attempts.
@@ -105,15 +122,22 @@ def random_program(
         raise ValueError("a random program needs at least one statement (the update)")
     state = ("m", "v", "s", "r")[:state_slots]
     for _ in range(max_tries):
-        scope = {"w": Kind.TREE, "g": Kind.TREE, "lr": Kind.SCALAR, **{s: Kind.TREE for s in state}}
+        with_step = bool(rng.random() < 0.5) if uses_step is None else uses_step
+        inputs = ["w", "g", "lr", "step"] if with_step else ["w", "g", "lr"]
+        scope = {name: Kind.SCALAR if name in ("lr", "step") else Kind.TREE for name in inputs}
+        scope.update(dict.fromkeys(state, Kind.TREE))
         statements = []
         for index in range(length):
-            last = index == length - 1
-            targets = ["update"] if last else [f"t{index}", "update", *state]
+            if index == length - 1:
+                targets = ["update"]
+            elif rng.random() < REASSIGN_INPUT_PROBABILITY:
+                targets = inputs
+            else:
+                targets = [f"t{index}", "update", *state]
             statement, kind = random_statement(rng, scope, targets, op_names, constant_probability)
             scope[statement.target] = kind
             statements.append(statement)
-        program = Program(state, tuple(statements))
+        program = Program(state, tuple(statements), uses_step=with_step)
         try:
             _ = program.kinds
         except ProgramError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from ._program import Program, ProgramError, parse
+from ._program import MAX_PROGRAM_CHARACTERS, Program, ProgramError, parse, quote
 
 PROGRAMS_DIR = Path(__file__).parent / "programs"
 
@@ -29,26 +29,53 @@ def load(name: str) -> Program:
 
     Raises:
       KeyError: if there is no such program.
+      ProgramError: naming the file, if it does not parse.
     """
-    file = path(name)
-    try:
-        return parse(file.read_text())
-    except ProgramError as error:
-        raise ProgramError(f"{file.name}: {error.problem}", error.line) from None
+    return _read_program(path(name))
 
 
 def load_program(name_or_path: str) -> Program:
     """A program from a file path, or else from the library by name.
 
     Raises:
-      FileNotFoundError: if it is neither an existing file nor a library name.
-      ProgramError: if the text does not parse.
+      ProgramError: naming the file (or ``name_or_path``) when it is neither an existing
+        file nor a library name, cannot be read, is not UTF-8 text, or does not parse.
     """
     file = Path(name_or_path)
     if file.is_file():
-        return parse(file.read_text())
+        return _read_program(file)
     if name_or_path in names():
         return load(name_or_path)
-    raise FileNotFoundError(
-        f"{name_or_path!r} is neither a program file nor a library program ({', '.join(names())})"
+    raise ProgramError(
+        f"neither a program file nor a library program ({', '.join(names())})",
+        source=quote(name_or_path, 120),
     )
+
+
+def _read_program(file: Path) -> Program:
+    """Parse the program in ``file`` (UTF-8, an optional byte-order mark).
+
+    Raises:
+      ProgramError: naming the file, for any reason it does not give a program.
+    """
+    source = str(file)
+    # Enough bytes for MAX_PROGRAM_CHARACTERS characters of UTF-8, and one more.
+    limit = 4 * MAX_PROGRAM_CHARACTERS + 1
+    try:
+        with file.open("rb") as stream:
+            data = stream.read(limit)
+    except OSError as error:
+        raise ProgramError(f"cannot be read: {error.strerror or error}", source=source) from None
+    if len(data) == limit:
+        raise ProgramError(f"a program has at most {MAX_PROGRAM_CHARACTERS} characters", source=source)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ProgramError(
+            f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start})", line, source
+        ) from None
+    try:
+        return parse(text.replace("\r\n", "\n").replace("\r", "\n"))  # universal newlines
+    except ProgramError as error:
+        raise error.in_source(source) from None

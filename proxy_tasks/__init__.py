@@ -14,11 +14,11 @@ from ._registry import config as config
 from ._registry import get as get
 from ._registry import names as names
 from ._registry import with_schedule as with_schedule
+from ._schedules import ScheduleConfig as ScheduleConfig
 from ._schedules import make_schedule as make_schedule
 from ._task import WORST_FITNESS as WORST_FITNESS
 from ._task import Dataset as Dataset
 from ._task import Model as Model
 from ._task import Result as Result
-from ._task import ScheduleConfig as ScheduleConfig
 from ._task import Task as Task
 from ._task import TaskConfig as TaskConfig

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dsl import ProgramError
 from dsl.library import load_program
+from symdisc.exit_codes import BAD_INPUT
 
 
 def register(subparsers) -> None:
@@ -52,8 +53,8 @@ def _load(args):
     try:
         program = load_program(args.program)
         _ = program.kinds  # type-check before training
-    except (ProgramError, OSError, UnicodeDecodeError) as error:  # OSError: an unreadable file
-        print(f"{args.program}: {error}", file=sys.stderr)
+    except ProgramError as error:
+        print(error.in_source(args.program), file=sys.stderr)
         return None, None
     if args.task not in proxy_tasks.names():
         print(f"unknown task {args.task!r}; known: {', '.join(proxy_tasks.names())}", file=sys.stderr)
@@ -73,7 +74,7 @@ def _spread(values: list[float]) -> str:
 def cmd_evaluate(args) -> int:
     program, task = _load(args)
     if program is None:
-        return 1
+        return BAD_INPUT
     results = task.evaluate_seeds(program, range(args.seeds))
     for seed, result in enumerate(results):
         status = result.failure or "ok"
@@ -91,12 +92,12 @@ def cmd_tune(args) -> int:
 
     program, task = _load(args)
     if program is None:
-        return 1
+        return BAD_INPUT
     try:
         result = tune(task, program, seeds=range(args.seeds))
     except ValueError as error:
         print(f"{args.program}: {error}", file=sys.stderr)
-        return 1
+        return BAD_INPUT
     print(f"{'lr':>10} {'weight_decay':>12} {'fitness':>8}")
     for lr, wd, fitness in result.grid:
         print(f"{lr:>10.3g} {'-' if wd is None else f'{wd:.3g}':>12} {fitness:>8.4f}")

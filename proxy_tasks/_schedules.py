@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 
-from ._task import ScheduleConfig
-
 SCHEDULE_KINDS = ("constant", "cosine", "warmup_cosine")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The unitless learning-rate schedule fed to a program as ``lr``.
+
+    The program's own constants carry the real learning rate; this only shapes it
+    over time, with a peak of 1.0.
+
+    Attributes:
+      kind: ``"constant"`` (1.0 throughout), ``"cosine"`` (cosine decay from 1 to
+        ``final_fraction``) or ``"warmup_cosine"`` (linear warmup from 0 over
+        ``warmup_fraction`` of the steps, then cosine decay).
+      warmup_fraction: fraction of the steps spent warming up (``warmup_cosine`` only).
+      final_fraction: the schedule value at the last step, as a fraction of the peak.
+    """
+
+    kind: str = "cosine"
+    warmup_fraction: float = 0.05
+    final_fraction: float = 0.0
 
 
 def make_schedule(config: ScheduleConfig, steps: int) -> Callable[[jax.Array], jax.Array]:

@@ -21,6 +21,7 @@ from jax.flatten_util import ravel_pytree
 import dsl
 
 from ._interpreter import encode, initial_registers, layout_of, make_program_step, schedule_table, unpack
+from ._schedules import ScheduleConfig, make_schedule
 
 
 @dataclass(frozen=True)
@@ -56,26 +57,6 @@ class Model:
     metric: Callable[[Any, jax.Array, jax.Array], jax.Array]
     metric_name: str
     higher_is_better: bool
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """The unitless learning-rate schedule fed to a program as ``lr``.
-
-    The program's own constants carry the real learning rate; this only shapes it
-    over time, with a peak of 1.0.
-
-    Attributes:
-      kind: ``"constant"`` (1.0 throughout), ``"cosine"`` (cosine decay from 1 to
-        ``final_fraction``) or ``"warmup_cosine"`` (linear warmup from 0 over
-        ``warmup_fraction`` of the steps, then cosine decay).
-      warmup_fraction: fraction of the steps spent warming up (``warmup_cosine`` only).
-      final_fraction: the schedule value at the last step, as a fraction of the peak.
-    """
-
-    kind: str = "cosine"
-    warmup_fraction: float = 0.05
-    final_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -170,8 +151,6 @@ class Task:
     """
 
     def __init__(self, config: TaskConfig, model: Model, dataset: Dataset):
-        from ._schedules import make_schedule
-
         self.config = config
         self.model = model
         self.dataset = dataset

@@ -7,6 +7,8 @@ import datetime
 import sys
 from pathlib import Path
 
+from symdisc.exit_codes import BAD_INPUT
+
 from ._config import Config, ConfigError, load_config
 from ._evolution import Search, SearchError
 from ._progress import Progress
@@ -44,7 +46,7 @@ def _run(args) -> int:
         config = load_config(args.config)
     except (ConfigError, OSError) as error:
         print(f"symdisc run: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     if config.funnel is not None:  # a bad funnel file fails now, not after the search
         from ._funnel_cli import check_funnel_file
 
@@ -52,13 +54,13 @@ def _run(args) -> int:
             check_funnel_file(config.funnel, config.task.name)
         except ConfigError as error:
             print(f"symdisc run: {Path(args.config).name}: {error}", file=sys.stderr)
-            return 2
+            return BAD_INPUT
     out = args.out or _default_out(args.config)
     try:
         rundir = RunDirectory.create(out, config)
     except RunDirectoryError as error:
         print(f"symdisc run: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     if not args.quiet:
         print(f"run directory: {rundir.path}", file=sys.stderr)
     return _search(config, rundir, args)
@@ -70,7 +72,7 @@ def _resume(args) -> int:
         config = rundir.config()
     except (RunDirectoryError, ConfigError) as error:
         print(f"symdisc resume: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     return _search(config, rundir, args, resume=True)
 
 
@@ -108,7 +110,7 @@ def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) ->
                 return _funnel_after(config, rundir, args)
     except SearchError as error:
         print(f"symdisc: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     try:
         evaluator = make_evaluator(config, args.address)
     except Exception as error:  # Ray start-up, cluster address, a task that will not build

@@ -274,7 +274,7 @@ def _check_names(config: Config) -> None:
             raise ConfigError(path, f"a proxy task name ({', '.join(known)})", name)
     try:
         load_program(config.search.initial_program).kinds  # noqa: B018 (type-checks)
-    except (ProgramError, OSError, UnicodeDecodeError) as error:  # OSError: an unreadable file
+    except ProgramError as error:
         raise ConfigError(
             "search.initial_program",
             f"a library program name or a valid program file ({error})",

@@ -7,6 +7,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from symdisc.exit_codes import BAD_INPUT
+
 from ._config import Config, ConfigError, TaskSection
 from ._funnel import run_funnel, stage_tasks
 from ._funnel_candidates import CandidateError, search_task
@@ -45,7 +47,7 @@ def _funnel(args) -> int:
         config = load_funnel_config(args.config) if args.config else funnel_config_from_dict({})
     except ConfigError as error:
         print(f"symdisc funnel: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     if args.out:
         out = Path(args.out)
     elif len(args.runs) == 1:
@@ -75,7 +77,7 @@ def funnel_after_search(path: str, rundir: Path, address: str | None, quiet: boo
         config = load_funnel_config(path)
     except ConfigError as error:
         print(f"symdisc: funnel: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     if not quiet:
         print(
             f"funnel {path} on {rundir} (resume it with: symdisc funnel {rundir} --config {path})",
@@ -104,7 +106,7 @@ def funnel_command(
         workers = config.workers or RunDirectory.open(runs[0]).config().workers
     except (CandidateError, ConfigError, RunDirectoryError) as error:
         print(f"symdisc funnel: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     from ._cli import make_evaluator  # the search's own worker set-up (late: _cli imports this module)
 
     log(f"funnel directory: {out}")
@@ -114,7 +116,7 @@ def funnel_command(
         )
     except Exception as error:  # Ray start-up, cluster address, a task that will not build
         print(f"symdisc funnel: could not start the {workers.backend} workers: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     try:
         outcome = run_funnel(config, runs, out, evaluator, log)
     except KeyboardInterrupt:
@@ -123,7 +125,7 @@ def funnel_command(
         return 130
     except (CandidateError, ConfigError, FunnelLogError, RunDirectoryError) as error:
         print(f"symdisc funnel: {error}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
     finally:
         evaluator.close()
     for stage in outcome.stages:

@@ -8,6 +8,7 @@ import pytest
 
 import dsl
 from symdisc.cli import main
+from symdisc.exit_codes import BAD_INPUT
 
 REDUNDANT = """\
 # two dead statements and an unused slot
@@ -47,7 +48,7 @@ def test_check_of_a_clean_library_program(capsys):
 def test_check_of_an_invalid_program_names_the_line(tmp_path, capsys):
     path = tmp_path / "bad.txt"
     path.write_text("def train(w, g, lr):\n  n = norm(lr)\n  update = g * n\n  return update\n")
-    assert main(["check", str(path)]) == 1
+    assert main(["check", str(path)]) == BAD_INPUT
     captured = capsys.readouterr()
     assert "invalid: line 2: norm reduces a tree, got a scalar" in captured.err
     assert captured.out == ""
@@ -62,7 +63,7 @@ def test_show_graph_prints_dot(capsys):
 def test_show_graph_draws_a_program_that_does_not_type_check(tmp_path, capsys):
     path = tmp_path / "bad.txt"
     path.write_text("def train(w, g, lr):\n  n = norm(lr)\n  update = g * n\n  return update\n")
-    assert main(["show", str(path)]) == 1
+    assert main(["show", str(path)]) == BAD_INPUT
     assert "line 2: norm reduces a tree, got a scalar" in capsys.readouterr().err
     assert main(["show", "--graph", str(path)]) == 0
     captured = capsys.readouterr()
@@ -76,7 +77,7 @@ def test_show_without_graph_still_prints_the_program(capsys):
 
 
 def test_png_needs_graph(capsys):
-    assert main(["show", "lion", "--png", "x.png"]) == 2
+    assert main(["show", "lion", "--png", "x.png"]) == BAD_INPUT
     assert "--png needs --graph" in capsys.readouterr().err
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from dsl import OPS, library, parse
 from symdisc.cli import main
+from symdisc.exit_codes import BAD_INPUT
 
 BAD_PROGRAM = "def train(w, g, m, lr):\n  x = sign(g)\n  update = x * y\n  return update, m\n"
 
@@ -90,6 +91,16 @@ def test_command_line_in_a_subprocess(tmp_path):
     assert "line 3:" in check.stderr and "'y' is read before it is assigned" in check.stderr
 
 
+def test_check_a_program_that_divides_a_constant_by_zero(tmp_path):
+    file = tmp_path / "by_zero.txt"
+    file.write_text("def train(w, g, lr):\n  c = divide(1.0, -1e-08)\n  update = g * c\n  return update\n")
+    command = [sys.executable, "-m", "symdisc", "check", str(file)]
+    check = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert "valid (2 statements, 0 state slots)" in check.stdout
+    assert "fingerprint:" in check.stdout and check.stderr == ""
+
+
 def test_a_closed_output_pipe_is_a_quiet_exit():
     # No reader at all: the first write fails (as in `symdisc ops | head -1` once head exits).
     read_end, write_end = os.pipe()
@@ -109,7 +120,36 @@ def test_a_closed_output_pipe_is_a_quiet_exit():
 def test_a_file_that_is_not_text_is_a_clear_error(tmp_path, capsys):
     file = tmp_path / "image.txt"
     file.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
-    assert main(["check", str(file)]) == 1
+    assert main(["check", str(file)]) == BAD_INPUT
     captured = capsys.readouterr()
-    assert captured.err.startswith(f"{file}: 'utf-8' codec can't decode byte 0x89")
+    assert captured.err == f"{file}: line 1: not UTF-8 text (byte 0x89 at offset 0)\n"
     assert captured.out == ""
+
+
+def test_bad_input_exits_with_one_code_in_every_subcommand(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text(BAD_PROGRAM)
+    config = tmp_path / "config.yaml"
+    config.write_text("search: {initial_program: " + str(bad) + "}\n")
+    commands = {
+        "show": ["show", str(bad)],
+        "show a missing file": ["show", str(tmp_path / "missing.txt")],
+        "show --png": ["show", "lion", "--png", str(tmp_path / "x.png")],
+        "check": ["check", str(bad)],
+        "check a type error": ["check", str(tmp_path / "type_error.txt")],
+        "evaluate": ["evaluate", str(bad), "--task", "mlp_digits_tiny"],
+        "evaluate an unknown task": ["evaluate", "lion", "--task", "no_such_task"],
+        "tune": ["tune", str(bad), "--task", "mlp_digits_tiny"],
+        "tune a program without an lr constant": ["tune", "sgd_no_lr.txt", "--task", "mlp_digits_tiny"],
+        "run": ["run", str(config), "--out", str(tmp_path / "run")],
+        "resume": ["resume", str(tmp_path / "not_a_run")],
+    }
+    (tmp_path / "not_a_run").mkdir()
+    (tmp_path / "type_error.txt").write_text("def train(w, g, lr):\n  update = norm(g)\n  return update\n")
+    (tmp_path / "sgd_no_lr.txt").write_text("def train(w, g, lr):\n  update = sign(g)\n  return update\n")
+    commands["tune a program without an lr constant"][1] = str(tmp_path / "sgd_no_lr.txt")
+    codes = {name: main(argv) for name, argv in commands.items()}
+    assert codes == dict.fromkeys(commands, BAD_INPUT)
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == len(commands)  # one line each, no traceback
+    assert sum(str(bad) in line and "line 3:" in line for line in errors) == 5

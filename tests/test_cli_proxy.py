@@ -3,6 +3,7 @@
 import dsl
 import proxy_tasks
 from symdisc.cli import main
+from symdisc.exit_codes import BAD_INPUT
 
 
 def test_tasks_lists_every_task_with_its_size(capsys):
@@ -20,16 +21,16 @@ def test_evaluate_prints_fitness_per_seed_and_spread(capsys):
 
 
 def test_evaluate_rejects_unknown_task_and_bad_program(capsys, tmp_path):
-    assert main(["evaluate", "lion", "--task", "no_such_task"]) == 1
+    assert main(["evaluate", "lion", "--task", "no_such_task"]) == BAD_INPUT
     assert "unknown task 'no_such_task'" in capsys.readouterr().err
     bad = tmp_path / "bad.txt"
     bad.write_text("def train(w, g, lr):\n  update = frob(g)\n  return update\n")
-    assert main(["evaluate", str(bad), "--task", "mlp_digits_tiny"]) == 1
+    assert main(["evaluate", str(bad), "--task", "mlp_digits_tiny"]) == BAD_INPUT
     assert "line 2: unknown function 'frob'" in capsys.readouterr().err
     not_text = tmp_path / "binary.txt"
     not_text.write_bytes(b"\xff\xfe\x00")
-    assert main(["evaluate", str(not_text), "--task", "mlp_digits_tiny"]) == 1
-    assert f"{not_text}: 'utf-8' codec can't decode" in capsys.readouterr().err
+    assert main(["evaluate", str(not_text), "--task", "mlp_digits_tiny"]) == BAD_INPUT
+    assert f"{not_text}: line 1: not UTF-8 text (byte 0xff at offset 0)" in capsys.readouterr().err
 
 
 def test_tune_writes_a_program_at_least_as_good(capsys, tmp_path):

@@ -141,7 +141,7 @@ def test_files_that_are_not_utf8_text_are_config_errors(tmp_path):
     not_text.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ConfigError, match="expected valid YAML"):
         load_config(not_text)
-    with pytest.raises(ConfigError, match="^search.initial_program: .*can't decode"):
+    with pytest.raises(ConfigError, match="^search.initial_program: .*not UTF-8 text"):
         config_from_dict({**BUDGET, "search": {"initial_program": str(not_text)}})
     with pytest.raises(ConfigError, match="^search.initial_program: "):
         config_from_dict({**BUDGET, "search": {"initial_program": str(tmp_path)}})  # a directory

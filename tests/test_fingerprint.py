@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import dsl
@@ -120,16 +120,19 @@ def test_a_value_that_needs_every_step_through_four_slots_is_seen():
 
 
 @settings(max_examples=60, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), length=st.integers(1, 25), slots=st.integers(0, 4))
+@given(seed=st.integers(0, 2**32 - 1), length=st.integers(2, 25), slots=st.integers(2, 4))
 def test_equal_hashes_imply_equal_fingerprints(seed, length, slots):
-    # Renaming, permuting slots, reordering and dead code keep the hash: the function
-    # must stay the same too, which the fingerprint checks numerically.
+    # Permuting slots and removing dead code keep the hash: the function must stay the
+    # same too, which the fingerprint checks numerically.
     rng = np.random.default_rng(seed)
     program = random_program(rng, length, slots)
-    reordered = dsl.Program(tuple(reversed(program.state)), program.statements)
+    reordered = dsl.Program(tuple(reversed(program.state)), program.statements, uses_step=program.uses_step)
+    assert reordered.state != program.state
     assert dsl.functional_hash(reordered) == dsl.functional_hash(program)
     assert dsl.fingerprint(reordered) == dsl.fingerprint(program)
-    assert dsl.fingerprint(dsl.prune(program)) == dsl.fingerprint(program)
+    pruned = dsl.prune(program)
+    assume(pruned != program)
+    assert dsl.fingerprint(pruned) == dsl.fingerprint(program)
 
 
 def test_nan_and_inf_are_fixed_tokens_without_warnings():
@@ -142,6 +145,19 @@ def test_nan_and_inf_are_fixed_tokens_without_warnings():
     assert dsl.fingerprint(nan) == dsl.fingerprint(
         body("z = g * 0.0\nl = log(z)\nupdate = l + z\nupdate = update - l")
     )
+
+
+def test_a_division_of_constants_by_zero_is_inf_not_an_exception():
+    # -1e-08 + 1e-08 is 0.0: in Python float arithmetic 1.0 / 0.0 raises ZeroDivisionError.
+    by_zero = body("c = divide(1.0, -1e-08)\nupdate = g * c")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fingerprint = dsl.fingerprint(by_zero)
+    # The same updates (+-inf, by the gradient's sign), computed without a division.
+    assert fingerprint == dsl.fingerprint(body("c = exp(1000.0)\nupdate = g * c"))
+    assert fingerprint != dsl.fingerprint(body("c = exp(1000.0)\nc = negative(c)\nupdate = g * c"))
+    updates = _fingerprint.probe_updates(by_zero)
+    assert all(np.all(np.isinf(leaf)) for update in updates for leaf in update)
 
 
 def test_the_probe_keeps_moving_averages_away_from_zero():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dsl import analyze, library, parse
+from dsl._random import random_program
 from search import MUTATION_KINDS, MutationSettings, mutate
 from search._mutation import mutate_constant_value
 
@@ -143,3 +144,38 @@ def test_a_program_without_applicable_mutations_is_returned_unchanged():
         np.random.default_rng(0), program, MutationSettings(weights={"mutate_constant": 1.0})
     )
     assert (child, kind) == (program, "none")
+
+
+# ----------------------------------------------------------------------------- the random-program generator
+
+
+def test_random_programs_read_step_and_reassign_every_input():
+    # The search's random mode and the property tests draw from this generator, so a part
+    # of the language it never draws is a part they never explore.
+    programs = [random_program(np.random.default_rng(seed), 12, 2) for seed in range(200)]
+    assert all(analyze(p).valid and parse(p.to_text()) == p for p in programs)
+    assert 0.2 < np.mean([p.uses_step for p in programs]) < 0.8
+    read_step = [p for p in programs if any("step" in s.variables() for s in p.statements)]
+    assert len(read_step) > 20 and all(p.uses_step for p in read_step)
+    for name in ("w", "g", "lr", "step"):
+        reassigned = [p for p in programs if any(s.target == name for s in p.statements)]
+        assert len(reassigned) > 10, name
+    # A reassigned input is read afterwards (it is a variable like any other).
+    assert any(
+        statement.target in ("w", "g", "lr")
+        and any(statement.target in t.variables() for t in p.statements[i + 1 :])
+        for p in programs
+        for i, statement in enumerate(p.statements)
+    )
+    without_step = random_program(np.random.default_rng(0), 12, 2, uses_step=False)
+    with_step = random_program(np.random.default_rng(0), 12, 2, uses_step=True)
+    assert not without_step.uses_step and with_step.uses_step
+
+
+def test_random_programs_are_deterministic_given_the_seed():
+    def draw(seed):
+        rng = np.random.default_rng(seed)
+        return [random_program(rng, length, slots).to_text() for length, slots in [(1, 0), (8, 2), (20, 4)]]
+
+    assert draw(11) == draw(11)
+    assert draw(11) != draw(12)

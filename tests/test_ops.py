@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import zlib
@@ -13,7 +14,8 @@ import pytest
 import dsl
 from dsl import OPS, Kind
 
-# PAPER.md section 2, with `invert` replaced by `rsqrt`, in the registry's order.
+# The functions of arXiv:2302.06675, section 2.1 (its released search space), with `invert`
+# replaced by `rsqrt`, in the registry's order.
 PAPER_NAMES = (
     ["pi", "e", "eps"]
     + "abs cos sin tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh exp exp2 exp10 "
@@ -217,6 +219,7 @@ DOMAIN_RULES = [
     ("log", [0.0], -INF),
     ("log", [-math.e], 1.0),
     ("log10", [-100.0], 2.0),
+    ("log10", [0.0], -INF),
     ("log2", [-8.0], 3.0),
     ("log2", [0.0], -INF),
     ("log1p", [-1.0], -INF),
@@ -305,6 +308,177 @@ def test_reductions_and_tree_functions(backend):
     np.testing.assert_allclose(scaled[1], [[0.0, 144.0]], rtol=1e-6)
 
 
+# ----------------------------------------------------------------------------- independent references
+#
+# Every function's value, written again with Python's math module (and each function's
+# documented out-of-domain rule), checked over a grid. The two kernels come from one
+# ``kernel(xp)`` source per function, so comparing them with each other cannot see a wrong
+# formula; these can. The NumPy kernel is checked here; the JAX kernel equals it on every
+# kind combination (test_jax_kernel_equals_numpy_kernel) and follows the same
+# out-of-domain rules (test_out_of_domain_rule).
+
+
+def _clip(x: float, low: float, high: float) -> float:
+    return min(max(x, low), high)
+
+
+def _log_abs(log):
+    return lambda x: -INF if x == 0.0 else log(abs(x))
+
+
+def _arctanh(x: float) -> float:
+    x = _clip(x, -1.0, 1.0)
+    return math.copysign(INF, x) if abs(x) == 1.0 else math.atanh(x)
+
+
+def _power(x: float, y: float) -> float:
+    return INF if x == 0.0 and y < 0.0 else abs(x) ** y
+
+
+ELEMENTWISE_REFERENCES = {
+    "abs": abs,
+    "cos": math.cos,
+    "sin": math.sin,
+    "tan": math.tan,
+    "arcsin": lambda x: math.asin(_clip(x, -1.0, 1.0)),
+    "arccos": lambda x: math.acos(_clip(x, -1.0, 1.0)),
+    "arctan": math.atan,
+    "sinh": math.sinh,
+    "cosh": math.cosh,
+    "tanh": math.tanh,
+    "arcsinh": math.asinh,
+    "arccosh": lambda x: math.acosh(max(x, 1.0)),
+    "arctanh": _arctanh,
+    "exp": math.exp,
+    "exp2": lambda x: 2.0**x,
+    "exp10": lambda x: 10.0**x,
+    "expm1": math.expm1,
+    "log": _log_abs(math.log),
+    "log10": _log_abs(math.log10),
+    "log2": _log_abs(math.log2),
+    "log1p": lambda x: _log_abs(math.log)(1.0 + x),
+    "square": lambda x: x * x,
+    "sqrt": lambda x: math.sqrt(abs(x)),
+    "cube": lambda x: x * x * x,
+    "cbrt": lambda x: math.copysign(abs(x) ** (1.0 / 3.0), x),
+    "sign": lambda x: float((x > 0.0) - (x < 0.0)),
+    "reciprocal": lambda x: 1.0 / (x + 1e-8),
+    "negative": lambda x: -x,
+    "rsqrt": lambda x: 1.0 / (math.sqrt(abs(x)) + 1e-8),
+    "add": lambda x, y: x + y,
+    "subtract": lambda x, y: x - y,
+    "multiply": lambda x, y: x * y,
+    "divide": lambda x, y: x / (y + 1e-8),
+    "max": max,
+    "min": min,
+    "power": _power,
+    "interp": lambda x, y, a: (1.0 - a) * x + a * y,
+}
+CONSTANT_REFERENCES = {"pi": math.pi, "e": math.e, "eps": 1e-8}
+TREE_REFERENCE_NAMES = ("norm", "global_norm", "dot", "cosine_sim", "clip")
+
+# Inside and outside every domain: negatives for log and sqrt, |x| > 1 for arcsin and
+# arctanh, x < 1 for arccosh, the poles 0 and -1 of log and log1p, +-1 for arctanh.
+GRID = np.unique(
+    np.concatenate([np.linspace(-3.0, 3.0, 25), [-1.0, -0.5, -1e-3, 0.0, 1e-3, 0.5, 1.0, 0.3]])
+).astype(np.float32)
+PAIR_VALUES = np.float32([-2.5, -1.0, -0.3, 0.0, 0.3, 0.5, 1.0, 2.5])
+INTERP_WEIGHTS = np.float32([-0.5, 0.0, 0.25, 0.9, 1.0, 1.5])
+
+
+def test_every_function_has_an_independent_reference():
+    assert set(ELEMENTWISE_REFERENCES) | set(CONSTANT_REFERENCES) | set(TREE_REFERENCE_NAMES) == set(OPS)
+
+
+def _reference_tree(reference, *trees):
+    """``reference`` applied to every element, leaf by leaf (a scalar argument broadcast)."""
+    width = next(len(t) for t in trees if isinstance(t, tuple))
+    leaves = [[t[i] if isinstance(t, tuple) else t for t in trees] for i in range(width)]
+    return [
+        np.vectorize(lambda *xs: reference(*map(float, xs)), otypes=[np.float64])(*args) for args in leaves
+    ]
+
+
+def _assert_matches_reference(name, *trees):
+    with np.errstate(all="ignore"):
+        actual = OPS[name].numpy_fn()(*trees)
+    expected = _reference_tree(ELEMENTWISE_REFERENCES[name], *trees)
+    for leaf, want in zip(as_leaves(actual), expected, strict=True):
+        assert leaf.dtype == np.float32
+        np.testing.assert_allclose(leaf, want, rtol=2e-5, atol=1e-6, err_msg=name)
+
+
+UNARY_NAMES = [name for name, op in OPS.items() if op.kind == "elementwise" and op.arity == 1]
+BINARY_NAMES = [name for name, op in OPS.items() if op.kind == "elementwise" and op.arity == 2]
+
+
+@pytest.mark.parametrize("name", UNARY_NAMES)
+def test_unary_function_matches_python_math(name):
+    # A tree of three leaves: 0-d, and two vectors of different lengths.
+    _assert_matches_reference(name, (GRID[0], GRID[1:12], GRID[12:]))
+
+
+@pytest.mark.parametrize("name", BINARY_NAMES)
+def test_binary_function_matches_python_math(name):
+    x, y = np.meshgrid(PAIR_VALUES, PAIR_VALUES)
+    _assert_matches_reference(name, (x, y.T), (y, x))
+    for scalar in PAIR_VALUES[[0, 3, 5]]:  # a scalar broadcast over a tree, on either side
+        _assert_matches_reference(name, (x,), scalar)
+        _assert_matches_reference(name, scalar, (y,))
+
+
+def test_interp_matches_python():
+    x, y, a = np.meshgrid(PAIR_VALUES, PAIR_VALUES[::-1], INTERP_WEIGHTS, indexing="ij")
+    _assert_matches_reference("interp", (x,), (y,), (a,))
+    _assert_matches_reference("interp", (x,), (y,), np.float32(0.9))
+
+
+def _tree_of_floats(tree) -> list[list[float]]:
+    return [[float(v) for v in np.ravel(leaf)] for leaf in tree]
+
+
+def _norm_reference(tree) -> list[float]:
+    return [math.sqrt(math.fsum(v * v for v in leaf)) for leaf in _tree_of_floats(tree)]
+
+
+def _global_norm_reference(tree) -> float:
+    return math.sqrt(math.fsum(v * v for leaf in _tree_of_floats(tree) for v in leaf))
+
+
+def _dot_reference(x, y) -> float:
+    pairs = zip(_tree_of_floats(x), _tree_of_floats(y), strict=True)
+    return math.fsum(a * b for xs, ys in pairs for a, b in zip(xs, ys, strict=True))
+
+
+REDUCTION_TREES = [
+    (np.float32(-2.0), np.float32([3.0, -4.0, 0.5]), np.float32([[1.0, 2.0], [-0.25, 0.0]])),
+    tuple(np.random.default_rng(7).normal(size=shape).astype(np.float32) for shape in [(5,), (2, 3), ()]),
+    (np.zeros(3, np.float32), np.zeros((2, 2), np.float32), np.float32(0.0)),
+]
+
+
+@pytest.mark.parametrize("tree", REDUCTION_TREES, ids=["hand", "random", "zeros"])
+def test_reductions_and_tree_functions_match_python_math(tree):
+    other = tuple(np.roll(leaf, 1) * np.float32(-1.5) + np.float32(0.25) for leaf in tree)
+    fn = {name: OPS[name].numpy_fn() for name in TREE_REFERENCE_NAMES}
+    x, y = tree, other
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
+    norms = fn["norm"](x)
+    assert isinstance(norms, tuple) and all(np.shape(n) == () for n in norms)
+    close([float(n) for n in norms], _norm_reference(tree), err_msg="norm")
+    global_norm = _global_norm_reference(tree)
+    close(float(fn["global_norm"](x)), global_norm, err_msg="global_norm")
+    close(float(fn["dot"](x, y)), _dot_reference(tree, other), err_msg="dot")
+    cosine = _dot_reference(tree, other) / (global_norm * _global_norm_reference(other) + 1e-8)
+    close(float(fn["cosine_sim"](x, y)), cosine, err_msg="cosine_sim")
+    for threshold in (0.0, 0.5 * global_norm, global_norm, 2.0 * global_norm + 1.0):
+        factor = min(1.0, threshold / (global_norm + 1e-8))
+        clipped = fn["clip"](x, np.float32(threshold))
+        expected = [[v * factor for v in leaf] for leaf in _tree_of_floats(tree)]
+        for leaf, want in zip(clipped, expected, strict=True):
+            close(np.ravel(np.asarray(leaf)), want, err_msg=f"clip at {threshold}")
+
+
 @pytest.mark.parametrize("backend", ["jax", "numpy"])
 def test_constants(backend):
     values = {
@@ -312,7 +486,6 @@ def test_constants(backend):
         for name in ("pi", "e", "eps")
     }
     assert all(np.asarray(v).dtype == np.float32 and np.shape(v) == () for v in values.values())
-    np.testing.assert_allclose(values["pi"], math.pi, rtol=1e-7)
-    np.testing.assert_allclose(values["e"], math.e, rtol=1e-7)
-    np.testing.assert_allclose(values["eps"], 1e-8, rtol=1e-7)
+    for name, value in values.items():
+        np.testing.assert_allclose(value, CONSTANT_REFERENCES[name], rtol=1e-7)
     assert dsl.DIVISION_EPSILON == 1e-8

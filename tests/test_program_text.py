@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+import sys
 import textwrap
 
 import pytest
 
 from dsl import Kind, Program, ProgramError, Statement, library, parse
+from dsl._program import MAX_PROGRAM_CHARACTERS, MAX_PROGRAM_STATEMENTS
 
 
 @pytest.mark.parametrize("name", library.names())
@@ -243,11 +246,188 @@ def test_constructed_programs_are_validated_too():
 def test_library_load_errors(tmp_path):
     with pytest.raises(KeyError, match="no library program 'nope'"):
         library.load("nope")
-    with pytest.raises(FileNotFoundError, match="neither a program file nor a library program"):
-        library.load_program(str(tmp_path / "missing.txt"))
+    missing = str(tmp_path / "missing.txt")
+    with pytest.raises(ProgramError, match="neither a program file nor a library program") as info:
+        library.load_program(missing)
+    assert info.value.source == repr(missing) and str(info.value).startswith(f"{missing!r}: ")
     bad = tmp_path / "bad.txt"
     bad.write_text(body("update = sign(q)"))
     with pytest.raises(ProgramError) as info:
         library.load_program(str(bad))
     assert info.value.line == 2
+    assert str(info.value) == f"{bad}: line 2: variable 'q' is read before it is assigned"
+    # It crosses process boundaries (Ray workers) whole.
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (copy.problem, copy.line, copy.source, str(copy)) == (
+        info.value.problem,
+        2,
+        str(bad),
+        str(info.value),
+    )
     assert library.load_program("lion") == library.load("lion")
+
+
+@pytest.mark.parametrize(
+    "content,line,words",
+    [
+        (b"# \xe9t\xe9\n" + body("update = sign(g)").encode(), 1, "not UTF-8 text (byte 0xe9 at offset 2)"),
+        (body("update = sign(g)").encode() + b"\x89PNG\n", 4, "not UTF-8 text (byte 0x89"),
+        (b"\0" * (4 * 100_000 + 1), None, "at most 100000 characters"),
+    ],
+    ids=["a Latin-1 comment", "a binary tail", "too large to read"],
+)
+def test_unreadable_program_files_are_program_errors_naming_the_file(tmp_path, content, line, words):
+    file = tmp_path / "program.txt"
+    file.write_bytes(content)
+    with pytest.raises(ProgramError) as info:
+        library.load_program(str(file))
+    assert info.value.source == str(file) and info.value.line == line
+    assert words in info.value.problem
+
+
+def test_a_directory_is_not_a_program(tmp_path):
+    with pytest.raises(ProgramError, match="neither a program file nor a library program"):
+        library.load_program(str(tmp_path))
+
+
+def test_windows_newlines_and_a_byte_order_mark_are_read(tmp_path):
+    file = tmp_path / "windows.txt"
+    file.write_bytes(b"\xef\xbb\xbf" + library.load("lion").to_text().replace("\n", "\r\n").encode())
+    assert library.load_program(str(file)) == library.load("lion")
+
+
+def test_a_broken_library_file_is_named_once(tmp_path, monkeypatch):
+    (tmp_path / "broken.txt").write_text(body("update = sign(q)"))
+    monkeypatch.setattr(library, "PROGRAMS_DIR", tmp_path)
+    try:
+        with pytest.raises(ProgramError) as info:
+            library.load_program("broken")
+    finally:
+        library.load.cache_clear()
+    message = str(info.value)
+    assert message == f"{tmp_path / 'broken.txt'}: line 2: variable 'q' is read before it is assigned"
+    assert message.count("broken.txt") == 1
+
+
+# ----------------------------------------------------------------------------- hostile texts
+
+
+def _traced_lines(function) -> int:
+    """Python lines executed by ``function()``: a count of work that, unlike a time, is exact."""
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        count += event == "line"
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        function()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def _program_with_constants(n: int) -> str:
+    return (
+        SIGNATURE
+        + "".join(f"  m = interp(g, m, {i / n!r})\n" for i in range(n))
+        + "  update = m * -0.5\n  return update, m\n"
+    )
+
+
+def test_parsing_work_grows_linearly_with_the_number_of_constants():
+    small, large = (_traced_lines(lambda n=n: parse(_program_with_constants(n))) for n in (100, 400))
+    # 4x the constants: 4x the work when linear, 16x when each constant rescans the text.
+    assert small > 1000  # the count sees the parser's Python code
+    assert large < 5 * small
+
+
+def test_size_caps():
+    line = "  m = interp(g, m, 0.5)\n"
+    at_cap = SIGNATURE + line * (MAX_PROGRAM_STATEMENTS - 1) + "  update = sign(m)\n  return update, m\n"
+    assert len(parse(at_cap).statements) == MAX_PROGRAM_STATEMENTS
+    with pytest.raises(ProgramError, match=f"at most {MAX_PROGRAM_STATEMENTS} statements") as info:
+        parse(SIGNATURE + line + at_cap[len(SIGNATURE) :])
+    assert info.value.line == MAX_PROGRAM_STATEMENTS + 2  # the first statement over the cap
+    comment = "#" * 99 + "\n"
+    comments = comment * (MAX_PROGRAM_CHARACTERS // 100)  # exactly the cap
+    assert parse(comment * ((MAX_PROGRAM_CHARACTERS - len(at_cap)) // 100) + at_cap) == parse(at_cap)
+    with pytest.raises(ProgramError, match=f"at most {MAX_PROGRAM_CHARACTERS} characters") as info:
+        parse(comments + at_cap)
+    assert info.value.line == MAX_PROGRAM_CHARACTERS // 100 + 1  # where the text goes over
+
+
+DEEP = 100_000 // 2 - 100  # under the character cap
+HOSTILE = {
+    "309-digit int": (body("update = g * " + "9" * 309), 2, "is not finite"),
+    "negative 309-digit int": (body("update = g * -" + "9" * 309), 2, "is not finite"),
+    "5000-digit int": (body("update = g * 1" + "0" * 4999), 2, "syntax error: Exceeds the limit"),
+    "deep unary minus": (body("x = sign(g)", "update = " + "- " * DEEP + "g"), 3, "nested too deeply"),
+    "long sum": (body("x = sign(g)", "update = g" + " + g" * (DEEP // 2)), 3, "nested too deeply"),
+    "long sum over lines": (
+        body("x = sign(g)", "update = (g" + " +\n g" * (DEEP // 4) + ")"),
+        3,
+        "nested too deeply",
+    ),
+    "lone surrogate": (body("x = sign(g)", "update = g * \ud800"), 3, "'\\ud800' is not valid Unicode"),
+    "lone surrogate in a comment": (body("update = sign(g)") + "# \udfff\n", 4, "not valid Unicode"),
+    "null character": (body("update = sign(g)\0"), 2, "null character"),
+    "decorator": ("@__import__('os').system('true')\n" + body("update = sign(g)"), 1, "decorators"),
+    "parameter annotation": (
+        "def train(w, g: __import__('os').system('true'), m, lr):\n  update = sign(g)\n  return update, m\n",
+        1,
+        "annotations are not allowed (on 'g')",
+    ),
+    "return annotation": (
+        "def train(w, g, m,\n lr) -> __import__('os').system('true'):\n  update = sign(g)\n  return update, m\n",
+        2,
+        "return annotation",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_text_is_a_program_error_with_its_line(case):
+    text, line, words = HOSTILE[case]
+    with pytest.raises(ProgramError) as info:
+        parse(text)
+    assert info.value.line == line
+    assert words in info.value.problem
+    assert len(str(info.value)) < 200
+
+
+HUGE = "a" * 50_000
+ECHOING = [
+    body(f"update = g * '{HUGE}'"),
+    body(f"update = g * 1e{HUGE.replace('a', '9')}"),
+    body(f"update = {HUGE}(g)"),
+    body(f"update = g * {HUGE}"),
+    body(f"{HUGE} = sign(g)"),
+    body("update = sign(g)", returns=f"update, {HUGE}"),
+    f"def train(w, g, {HUGE}):\n  update = sign(g)\n  return update\n",
+    body("update = sign(g)", f"update = update(g, {HUGE})"),
+    body(f"update = g * '{HUGE * 20}'"),  # over the character cap
+]
+
+
+@pytest.mark.parametrize("text", ECHOING, ids=range(len(ECHOING)))
+def test_errors_quote_at_most_a_short_excerpt_of_the_input(text):
+    with pytest.raises(ProgramError) as info:
+        parse(text)
+    assert len(str(info.value)) < 200, str(info.value)[:300]
+    assert info.value.line is not None
+
+
+def test_errors_of_constructed_programs_quote_a_short_excerpt():
+    for build in (
+        lambda: Program(("m",), (Statement("update", "add", ("g", HUGE)),)),
+        lambda: Program(("m",), (Statement("update", HUGE, ("g",)),)),
+        lambda: Program(("1" + HUGE,), (Statement("update", "sign", ("g",)),)),
+        lambda: Program(("m",), (Statement("update", "sign", ("g",)),), update=HUGE),
+    ):
+        with pytest.raises(ProgramError) as info:
+            build()
+        assert len(str(info.value)) < 200
+        assert "a ... a" in str(info.value)
