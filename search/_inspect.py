@@ -1,8 +1,8 @@
 """What a search run did and found, read from its run directory's files alone.
 
 Only the files are read (``individuals.jsonl``, ``meta_validation.jsonl``, ``config.yaml``
-and the ``counts`` of ``checkpoint.json``), never the search's objects, so a run can be
-inspected while it runs, after a kill, or from another machine.
+and the ``counts`` of ``checkpoint.json``), never the search's objects, and nothing is
+written, so a run can be inspected while it runs, after a kill, or from another machine.
 
 The populations are not in the log, but regularized evolution makes them a function of
 it: each island starts as P copies of the warm start; a child joins its island and the
@@ -15,6 +15,7 @@ restarts against the checkpoint's count.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -85,8 +86,8 @@ def read_run(path: str | Path) -> Run:
     try:
         rundir = RunDirectory.open(path)
         config = rundir.config()
-        individuals = sorted(rundir.read_log(INDIVIDUALS), key=lambda r: r["seq"])
-        meta = sorted(rundir.read_log(META_VALIDATION), key=lambda r: r["seq"])
+        individuals = sorted(_read_complete_lines(rundir.path / INDIVIDUALS), key=lambda r: r["seq"])
+        meta = sorted(_read_complete_lines(rundir.path / META_VALIDATION), key=lambda r: r["seq"])
         checkpoint = rundir.read_checkpoint() or {}
     except (RunDirectoryError, ConfigError, OSError, ValueError) as error:  # ValueError: bad JSON
         raise InspectError(str(error)) from None
@@ -99,6 +100,19 @@ def read_run(path: str | Path) -> Run:
         checkpoint.get("seq"),
         checkpoint.get("elapsed_seconds"),
     )
+
+
+def _read_complete_lines(file: Path) -> list[dict]:
+    """The complete JSON lines of a log, leaving the file alone.
+
+    Unlike ``RunDirectory.read_log``, which cuts a torn last line off (right for resume),
+    this only skips it: the search may be writing that line right now.
+    """
+    if not file.is_file():
+        return []
+    data = file.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    return [json.loads(line) for line in complete.decode("utf-8").splitlines() if line]
 
 
 def fitness_of(record: dict) -> float:

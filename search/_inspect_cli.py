@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 
-from dsl import Program, ProgramError, parse
+from dsl import Program, ProgramError, parse, prune
 from dsl.library import load_program
 
 from ._inspect import (
@@ -22,6 +23,8 @@ from ._inspect import (
     read_run,
     summarize,
 )
+
+_LONG_NUMBER = re.compile(r"\d+\.\d{5,}(e-?\d+)?")
 
 
 def register(subparsers) -> None:
@@ -152,13 +155,14 @@ def run_report(run: Run) -> str:
     lines += _meta_lines(run)
     lines.append("")
     lines.append(
-        "best program of each live length (statements that reach the update; * on the Pareto front):"
+        "best program of each live length (statements that reach the update; * on the Pareto front;\n"
+        "constants to 4 digits):"
     )
-    lines.append(f"  {'live':>4} {'stmts':>5} {'id':>7} {'fitness':>8} {'island':>6}  mutation")
+    lines.append(f"  {'live':>4} {'stmts':>5} {'id':>7} {'fitness':>8} {'island':>6}  live statements")
     for record, on_front in best_by_length(run):
         lines.append(
             f"{'*' if on_front else ' '} {live_length(record):>4} {record['length']:>5} {record['id']:>7} "
-            f"{_fitness(fitness_of(record)):>8} {record['island']:>6}  {record['mutation']}"
+            f"{_fitness(fitness_of(record)):>8} {record['island']:>6}  {_one_line(record['program'])}"
         )
     lines.append("")
     lines.append("best of each island:")
@@ -178,6 +182,13 @@ def run_report(run: Run) -> str:
             f"(symdisc inspect {run.path} --best)"
         )
     return "\n".join(lines) + "\n"
+
+
+def _one_line(program_text: str, width: int = 90) -> str:
+    """The statements of the program without its redundant ones, on one line, constants to 4 digits."""
+    text = "; ".join(statement.to_text() for statement in prune(program_text).statements)
+    text = _LONG_NUMBER.sub(lambda match: f"{float(match.group()):.4g}", text)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _last_seq(run: Run) -> int:

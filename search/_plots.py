@@ -33,7 +33,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ._inspect import Run, fitness_of, population_history
+from ._inspect import InspectError, Run, fitness_of, population_history
 
 FITNESS_PNG = "fitness.png"
 CACHE_PNG = "cache.png"
@@ -53,7 +53,13 @@ def plot_run(run: Run, out_dir: str | Path, funnel: str | Path | None = None) ->
     Returns:
       the files written, each with the series it shows. The meta-validation plot is
       left out when the run has no meta-validation yet.
+
+    Raises:
+      InspectError: if the run has recorded no individual yet.
+      FunnelError: if the funnel report cannot be read.
     """
+    if not run.individuals:
+        raise InspectError(f"{run.path}: no individual has been recorded yet, nothing to plot")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {
@@ -101,7 +107,7 @@ def plot_fitness(run: Run, path: str | Path) -> dict:
     best = np.where(np.isfinite(history.best), history.best, np.nan)
     restarts = [(position + 1, island) for position, island in history.restarts]
 
-    figure = Figure(figsize=(9, 5.2))
+    figure = Figure(figsize=(9, 6))
     ax = figure.add_subplot()
     n_islands = run.config.search.parallel_searches
     for island in range(n_islands):
@@ -126,7 +132,7 @@ def plot_fitness(run: Run, path: str | Path) -> dict:
     )
     _zoom_on_the_top(ax, fitness, medians, best)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8)  # below: not over the data
     figure.tight_layout()
     _save(figure, path)
     return {
@@ -196,10 +202,25 @@ def plot_cache(run: Run, path: str | Path) -> dict:
     figure = Figure(figsize=(9, 5))
     ax = figure.add_subplot()
     x = series["x"]
-    ax.plot(x, series["hit_rate"], color="black", lw=2, label="cache hit rate (either level)")
+    overall_hits = 100 * np.mean(hash_hit + fingerprint_hit) if children else math.nan
+    overall_redundant = 100 * np.nanmean(redundant) if np.isfinite(redundant).any() else math.nan
+    ax.plot(
+        x,
+        series["hit_rate"],
+        color="black",
+        lw=2,
+        label=f"cache hit rate, either level ({overall_hits:.1f}% overall)",
+    )
     ax.plot(x, series["hash_rate"], color="tab:blue", lw=1, label="hits by functional hash")
     ax.plot(x, series["fingerprint_rate"], color="tab:cyan", lw=1, label="hits by fingerprint (probe run)")
-    ax.plot(x, series["redundant"], color="tab:red", lw=2, ls="--", label="redundant statements")
+    ax.plot(
+        x,
+        series["redundant"],
+        color="tab:red",
+        lw=2,
+        ls="--",
+        label=f"redundant statements ({overall_redundant:.1f}% overall)",
+    )
     ax.set_ylim(0, 100)
     ax.set_xlabel("individuals recorded (valid children, cache hits included)")
     ax.set_ylabel(f"% of the last {window} children")

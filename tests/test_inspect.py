@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 from _seeded_run import seeded_run
@@ -81,6 +82,17 @@ def _check_the_diff_is_the_mutation(mutation, parent, child, removed, added):
         assert parent[: line - 1] == child[: line - 1] and parent[line:] == child[line:]
 
 
+def test_a_torn_last_line_is_skipped_and_the_log_left_alone(run_path, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_path, copy)
+    log = copy / "individuals.jsonl"
+    torn = log.read_bytes() + b'{"seq": 61, "id": 60, "par'  # a search writing its next line
+    log.write_bytes(torn)
+    run = read_run(copy)
+    assert [r["id"] for r in run.individuals] == [line["id"] for line in raw_lines(run_path)]
+    assert log.read_bytes() == torn  # inspect never writes (resume is the one that repairs)
+
+
 def test_program_diff_of_a_changed_constant():
     before = "def train(w, g, lr):\n  u = g * 0.5\n  update = u * lr\n  return update\n"
     after = "def train(w, g, lr):\n  u = g * 0.25\n  update = u * lr\n  return update\n"
@@ -113,7 +125,7 @@ def test_inspect_run_prints_the_summary_and_halls_of_fame(run_path, capsys):
     best = max(lines, key=raw_fitness)
     assert f"best: individual {best['id']}, fitness {best['fitness']:.4f}" in out
     # the Pareto rows: for each live length, the fittest program of that length
-    rows = out.split("on the Pareto front):\n")[1].split("\n\n")[0].splitlines()[1:]
+    rows = out.split("constants to 4 digits):\n")[1].split("\n\n")[0].splitlines()[1:]
     shown = {int(row[1:].split()[0]): int(row[1:].split()[2]) for row in rows}
     expected = {}
     for line in lines:
