@@ -4,23 +4,25 @@ Each ``plot_*`` function writes one file and returns the series it drew, so a te
 compare them with the run's log. Figures are built without pyplot (no global state,
 no display needed).
 
-The funnel report (``--funnel``) is read tolerantly. The shape expected::
+The funnel report (``--funnel``) is read tolerantly. The shape expected, as
+``symdisc funnel`` writes it (other keys are ignored)::
 
-    [                                     # or {"stages": [...]}
-      {"stage": "B", "task": "mlp_digits_b",         # "name" also works for "stage"
+    {"stages": [                                  # or the list of stages itself
+      {"name": "B", "task": "mlp_digits_b",       # "stage" also works for "name"
        "rows": [
-         {"id": 412, "test_mean": 0.951, "test_stderr": 0.004},      # a searched program
-         {"name": "adamw (tuned)", "test_mean": 0.948, "test_stderr": 0.003},  # a baseline
-       ],
-       "baselines": [ ...rows... ]},                 # optional: baselines may sit here too
-      ...
-    ]
+         {"kind": "candidate", "run": "runs/a", "individual": 412,
+          "test": {"mean": 0.951, "se": 0.004}},
+         {"kind": "reference", "baseline": "adamw (tuned)", "test": {"mean": 0.948, "se": 0.003}},
+         {"kind": "baseline", "baseline": "lion (tuned)", "test": {"mean": 0.946, "se": 0.005}}]},
+      ...]}
 
-A row's label is its ``id`` (also ``program_id``, ``individual``) or its ``name`` (also
-``program``, ``optimizer``, ``baseline``); its mean is ``test_mean`` (or ``mean``), its
-standard error ``test_stderr`` (or ``test_se``, ``stderr``, ``se``, ``standard_error``;
-0 when absent). A row without an id is a baseline (drawn hatched). Rows without a mean
-are left out.
+Flat rows work too: ``{"id": 412, "test_mean": 0.951, "test_stderr": 0.004}`` or
+``{"name": "adamw (tuned)", "mean": ..., "se": ...}``, and baselines may sit in a stage's
+``"baselines"`` list. A row is a baseline when its ``kind`` is ``baseline`` or
+``reference`` or it has no id (``individual``, ``id``, ``program_id``); its label is
+``#id`` (with the run's name when a stage mixes runs) or its name (``baseline``,
+``name``, ``optimizer``). A missing standard error is 0; a row without a test mean (not
+evaluated, or failed) is left out.
 """
 
 from __future__ import annotations
@@ -278,18 +280,39 @@ def plot_meta_validation(run: Run, path: str | Path) -> dict:
 
 # -- the funnel ---------------------------------------------------------------------------
 
-_ID_KEYS = ("id", "program_id", "individual")
-_NAME_KEYS = ("name", "program", "optimizer", "baseline")
+_ID_KEYS = ("individual", "id", "program_id")
+_NAME_KEYS = ("baseline", "name", "optimizer")  # not "program": symdisc funnel writes its text there
 _MEAN_KEYS = ("test_mean", "mean")
 _STDERR_KEYS = ("test_stderr", "test_se", "stderr", "se", "standard_error")
+_BASELINE_KINDS = ("baseline", "reference")
 
 
 def _first(row: dict, keys: tuple[str, ...]):
     return next((row[k] for k in keys if row.get(k) is not None), None)
 
 
+def _test_estimate(row: dict) -> tuple[float | None, float]:
+    """A row's test mean (None if absent or failed) and standard error (0 if absent)."""
+    test = row.get("test")
+    source = test if isinstance(test, dict) else row  # {"test": {"mean", "se"}} or flat keys
+    mean = _first(source, _MEAN_KEYS)
+    stderr = _first(source, _STDERR_KEYS)
+    return (None if mean is None else float(mean)), (0.0 if stderr is None else float(stderr))
+
+
+def _row_label(row: dict, runs: int) -> str:
+    """``#id`` for a searched program (with its run's name when a stage mixes runs), else its name."""
+    individual = _first(row, _ID_KEYS)
+    if individual is None:
+        return str(_first(row, _NAME_KEYS) or row.get("label") or "?")
+    run = row.get("run")
+    return f"{Path(str(run)).name} #{individual}" if runs > 1 and run else f"#{individual}"
+
+
 def read_funnel(source: str | Path | list | dict) -> list[dict]:
-    """A funnel report as ``[{"title", "labels", "means", "stderrs", "baseline"}]``, one per stage.
+    """A funnel report as ``[{"title", "labels", "means", "stderrs", "baseline", "left_out"}]``.
+
+    One dict per stage with a drawable row; ``left_out`` counts its rows without a test mean.
 
     Raises:
       FunnelError: if the file is unreadable or holds no stage with a drawable row.
@@ -310,21 +333,32 @@ def read_funnel(source: str | Path | list | dict) -> list[dict]:
             raise FunnelError(f"{source}: stage {number} is not an object")
         names = [str(stage[k]) for k in ("stage", "name", "task") if stage.get(k) is not None]
         title = " / ".join(dict.fromkeys(names)) or f"stage {number}"
-        rows = list(stage.get("rows") or []) + list(stage.get("baselines") or [])
-        labels, means, stderrs, baseline = [], [], [], []
+        rows = [
+            r
+            for r in list(stage.get("rows") or []) + list(stage.get("baselines") or [])
+            if isinstance(r, dict)
+        ]
+        runs = len({r["run"] for r in rows if r.get("run") is not None})
+        labels, means, stderrs, baseline, left_out = [], [], [], [], 0
         for row in rows:
-            mean = _first(row, _MEAN_KEYS) if isinstance(row, dict) else None
-            if mean is None:
+            mean, stderr = _test_estimate(row)
+            if mean is None:  # not evaluated on test, or failed
+                left_out += 1
                 continue
-            program_id = _first(row, _ID_KEYS)
-            name = _first(row, _NAME_KEYS)
-            labels.append(f"#{program_id}" if program_id is not None else str(name or "?"))
-            means.append(float(mean))
-            stderrs.append(float(_first(row, _STDERR_KEYS) or 0.0))
-            baseline.append(program_id is None or row.get("baseline") is True)
+            labels.append(_row_label(row, runs))
+            means.append(mean)
+            stderrs.append(stderr)
+            baseline.append(row.get("kind") in _BASELINE_KINDS or _first(row, _ID_KEYS) is None)
         if labels:
             stages.append(
-                {"title": title, "labels": labels, "means": means, "stderrs": stderrs, "baseline": baseline}
+                {
+                    "title": title,
+                    "labels": labels,
+                    "means": means,
+                    "stderrs": stderrs,
+                    "baseline": baseline,
+                    "left_out": left_out,
+                }
             )
     if not stages:
         raise FunnelError(f"{source}: no stage has a row with a test mean")
@@ -352,7 +386,8 @@ def plot_funnel(stages: list[dict], path: str | Path) -> dict:
         low, high = float(np.min(means - stderrs)), float(np.max(means + stderrs))
         margin = 0.15 * max(high - low, 1e-6)
         ax.set_ylim(low - margin, high + margin)
-        ax.set_title(stage["title"])
+        missing = f"\n({stage['left_out']} without a test result)" if stage["left_out"] else ""
+        ax.set_title(stage["title"] + missing, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("test fitness, mean ± standard error over seeds\n(the axis does not start at 0)")
     figure.suptitle(

@@ -122,40 +122,75 @@ def test_meta_validation_plot_draws_both_tasks(run_path, tmp_path):
     np.testing.assert_array_equal(series["x"], [sum(i["seq"] < m["seq"] for i in lines) for m in meta])
 
 
+LION_TEXT = "def train(w, g, m, lr):\n  update = sign(g)\n  update = update * lr\n  return update, m\n"
 FUNNEL = [
-    {
-        "stage": "B",
+    {  # as symdisc funnel (search/_funnel_report.py) writes a stage
+        "name": "B",
         "task": "mlp_digits_b",
+        "seeds": [0, 1],
         "rows": [
-            {"id": 12, "test_mean": 0.951, "test_stderr": 0.004},
-            {"program_id": 40, "mean": 0.944, "se": 0.006},
-            {"name": "adamw (tuned)", "test_mean": 0.948, "test_stderr": 0.003},
-            {"id": 7, "note": "no test result yet"},
+            {
+                "label": "runs/a:12",
+                "kind": "candidate",
+                "run": "runs/a",
+                "individual": 12,
+                "program": LION_TEXT,
+                "validation": {"mean": 0.97, "se": 0.001, "n": 2, "failed_seeds": 0},
+                "test": {"mean": 0.951, "se": 0.004, "n": 2, "failed_seeds": 0},
+            },
+            {
+                "label": "runs/b:12",
+                "kind": "candidate",
+                "run": "runs/b",
+                "individual": 12,
+                "test": {"mean": 0.944, "se": 0.006},
+            },
+            {
+                "label": "runs/b:30",
+                "kind": "candidate",
+                "run": "runs/b",
+                "individual": 30,
+                "test": {"mean": None, "se": None, "n": 2, "failed_seeds": 2},
+            },
+            {
+                "label": "adamw (tuned)",
+                "kind": "reference",
+                "baseline": "adamw (tuned)",
+                "program": LION_TEXT,
+                "test": {"mean": 0.948, "se": 0.003},
+            },
         ],
-    },
-    {
-        "name": "C",
-        "rows": [{"individual": 12, "test_mean": 0.962, "standard_error": 0.003}],
-        "baselines": [{"optimizer": "lion (tuned)", "test_mean": 0.961}],
+    },  # fmt: skip
+    {  # flat rows, baselines apart
+        "stage": "C",
+        "rows": [{"id": 12, "test_mean": 0.962, "standard_error": 0.003}, {"program_id": 40, "mean": 0.95}],
+        "baselines": [{"optimizer": "lion (tuned)", "test_mean": 0.961, "test_se": 0.002}],
     },
 ]
 
 
 def test_funnel_plot_reads_the_report_tolerantly(tmp_path):
     path = tmp_path / "funnel.json"
-    path.write_text(json.dumps({"stages": FUNNEL}))
+    path.write_text(json.dumps({"search_task": "mlp_digits_tiny", "stages": FUNNEL}))
     series = plot_funnel(read_funnel(path), tmp_path / "funnel.png")
     check_png(tmp_path / "funnel.png")
     stage_b, stage_c = series["stages"]
     assert stage_b == {
         "title": "B / mlp_digits_b",
-        "labels": ["#12", "#40", "adamw (tuned)"],
+        "labels": ["a #12", "b #12", "adamw (tuned)"],  # two runs: each id with its run
         "means": [0.951, 0.944, 0.948],
         "stderrs": [0.004, 0.006, 0.003],
         "baseline": [False, False, True],
+        "left_out": 1,  # runs/b:30 failed on every seed
     }
-    assert stage_c["labels"] == ["#12", "lion (tuned)"] and stage_c["stderrs"] == [0.003, 0.0]
-    assert stage_c["baseline"] == [False, True]
+    assert stage_c == {
+        "title": "C",
+        "labels": ["#12", "#40", "lion (tuned)"],
+        "means": [0.962, 0.95, 0.961],
+        "stderrs": [0.003, 0.0, 0.002],
+        "baseline": [False, False, True],
+        "left_out": 0,
+    }
 
 
 def test_plot_with_a_funnel_and_bad_funnels(run_path, tmp_path, capsys):
