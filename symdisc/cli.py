@@ -10,9 +10,10 @@ from dsl import _cli as dsl_cli
 from dsl import _simplify_cli as dsl_simplify_cli
 from proxy_tasks import _cli as proxy_tasks_cli
 from search import _cli as search_cli
+from search import _inspect_cli as inspect_cli
 
 # Each module has register(subparsers); a subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = [dsl_cli, dsl_simplify_cli, search_cli, proxy_tasks_cli]
+COMMAND_MODULES = [dsl_cli, dsl_simplify_cli, search_cli, proxy_tasks_cli, inspect_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:
