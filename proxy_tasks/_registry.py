@@ -6,8 +6,8 @@ compute) and C (~100x); names are ``<family>_<size>``:
 * ``mlp_digits_{a,b,c}``: an MLP on scikit-learn's digits (``_mlp.py``, ``_data.py``).
   A: one hidden layer of 64, batch 64, 300 steps (4.8k params); B: hidden 128-128,
   600 steps (~11x A); C: hidden 256-256, batch 128, 900 steps (~108x A).
-* ``mlp_digits_tiny``: hidden 16, batch 32, 100 steps (1.2k params): a few
-  milliseconds per evaluation, for tests of the search.
+* ``mlp_digits_tiny``: hidden 16, batch 32, 100 steps (1.2k params): the cheapest
+  task, for tests of the search.
 * ``vit_digits_{a,b,c}``: a small vision transformer on the same digits (``_vit.py``).
 * ``charlm_{a,b,c}``: a character-level Transformer LM (``_charlm.py``, ``_text.py``);
   fitness is minus the validation log-perplexity.

@@ -47,9 +47,7 @@ VIT_DEFAULTS = {
 }
 
 VIT_SIZES = {
-    # 4 tokens of 4x4 pixels: the search proxy. Measured on one core (taskset, shared
-    # machine): 0.22 s per run with optax.adamw directly, 0.34-0.37 s interpreted (AdamW
-    # program via proxy_tasks.get("vit_digits_a").evaluate).
+    # 4 tokens of 4x4 pixels, one block: the search proxy.
     "a": dict(patch_size=4, width=32, depth=1, heads=2, mlp_ratio=2, steps=300, batch_size=64),
     # 16 tokens of 2x2 pixels, two blocks: ~11x A's training FLOPs.
     "b": dict(patch_size=2, width=32, depth=2, heads=2, mlp_ratio=2, steps=400, batch_size=64),

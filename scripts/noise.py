@@ -1,0 +1,208 @@
+"""Seed noise of the proxy tasks: the spread of the test metric over ten training seeds.
+
+For every task (family x size A, B, C) and for AdamW and Lion: tune the learning-rate and
+weight-decay constants on seeds 0, 1, 2 (validation fitness, ``proxy_tasks.tune`` with
+the edge-growing grid ``BASELINE_GRID``), then train the tuned program with seeds 3..12
+and record the test metric of each run. Size A starts the grid at the library's
+constants; sizes B and C start it at the constants tuned on the size below (the grid
+still grows as far as it needs). Writes ``docs/noise.md`` and the summary
+``docs/baselines_data/noise.json``; every evaluation is recorded in
+``docs/baselines_data/evaluations_<family>.json`` (shared with ``scripts/baselines.py``),
+so an interrupted run resumes and a rerun only renders.
+
+    nice -n 19 python scripts/noise.py --families mlp_digits vit_digits charlm
+    python scripts/noise.py --render-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import dsl
+import proxy_tasks
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _evaluations import BASELINE_GRID, EVAL_SEEDS, TUNE_SEEDS, Evaluations  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+FAMILIES = ("mlp_digits", "vit_digits", "charlm")
+SIZES = ("a", "b", "c")
+PROGRAMS = ("adamw", "lion")
+COMMAND = "nice -n 19 python scripts/noise.py --families {families}"
+
+
+def measure_cell(evaluations: Evaluations, task_name: str, start: dsl.Program) -> dict:
+    """Tune ``start`` on ``task_name`` (seeds 0-2), then test it on seeds 3-12."""
+    began = time.perf_counter()
+    tuned = proxy_tasks.tune(
+        None, start, TUNE_SEEDS, evaluate_batch=evaluations.evaluate_batch(task_name), **BASELINE_GRID
+    )
+    results = [evaluations.evaluate(task_name, tuned.program, seed) for seed in EVAL_SEEDS]
+    passed = [r for r in results if not r.failed]
+    test = [r.test_metric for r in passed]
+    validation = [r.metric for r in passed]
+    return {
+        "task": task_name,
+        "lr": tuned.lr,
+        "weight_decay": tuned.weight_decay,
+        "tune_fitness": tuned.fitness if math.isfinite(tuned.fitness) else None,
+        "bound_hit": list(tuned.bound_hit),
+        "tune_evaluations": tuned.evaluations,
+        "program": tuned.program.to_text(),
+        "seeds": list(EVAL_SEEDS),
+        "test_metrics": test,
+        "test_mean": statistics.fmean(test) if test else None,
+        "test_std": statistics.stdev(test) if len(test) > 1 else None,
+        "validation_mean": statistics.fmean(validation) if validation else None,
+        "validation_std": statistics.stdev(validation) if len(validation) > 1 else None,
+        "failures": len(results) - len(passed),
+        "seconds_per_evaluation": statistics.fmean(r.seconds for r in results),
+        "wall_seconds": time.perf_counter() - began,
+    }
+
+
+def run(args) -> None:
+    summary = _load_summary(args)
+    for family in args.families:
+        evaluations = Evaluations(Path(args.data_dir) / f"evaluations_{family}.json")
+        start = {name: dsl.library.load(name) for name in args.programs}
+        for size in args.sizes:
+            task_name = f"{family}_{size}"
+            for name in args.programs:
+                cell = measure_cell(evaluations, task_name, start[name])
+                summary[f"{task_name}/{name}"] = cell
+                start[name] = dsl.parse(cell["program"])
+                print(
+                    f"[{task_name}] {name}: lr {cell['lr']:.3g} wd {cell['weight_decay']}"
+                    f" test {cell['test_mean']:.4f} +- {cell['test_std']:.4f}"
+                    f" ({cell['failures']} failed, bound {cell['bound_hit']},"
+                    f" {cell['tune_evaluations']} tuning runs, {cell['wall_seconds']:.0f}s)",
+                    flush=True,
+                )
+                _write_json(Path(args.data_dir) / "noise.json", summary)
+                render(args, summary)
+
+
+def _load_summary(args) -> dict:
+    path = Path(args.data_dir) / "noise.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_json(path: Path, data) -> None:
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(temporary, path)
+
+
+def _cell_text(cell: dict | None, digits: int) -> str:
+    if cell is None or cell["test_mean"] is None:
+        return "not measured" if cell is None else "all failed"
+    failed = f", {cell['failures']} failed" if cell["failures"] else ""
+    return f"{cell['test_mean']:.{digits}f} +- {cell['test_std']:.{digits}f}{failed}"
+
+
+def _constants_text(cell: dict | None) -> str:
+    if cell is None:
+        return ""
+    wd = "-" if cell["weight_decay"] is None else f"{cell['weight_decay']:.2g}"
+    bound = " (bound)" if cell["bound_hit"] else ""
+    return f"{cell['lr']:.2g} / {wd}{bound}"
+
+
+def render(args, summary: dict) -> None:
+    """Write ``docs/noise.md`` from the summary (cells not measured are marked so)."""
+    n = len(EVAL_SEEDS)
+    lines = [
+        "# Seed noise of the proxy tasks",
+        "",
+        "Produced by `scripts/noise.py`. For each task and for `adamw` and `lion`: the learning-rate and",
+        "weight-decay constants are tuned on that task with training seeds 0, 1, 2 (mean validation",
+        "fitness; `proxy_tasks.tune`, initial grid learning rate x 10^-1 .. 10^1 and weight decay x",
+        "10^-0.5 .. 10^0.5 in half-decade steps, grown by up to two decades while the best point is on an",
+        "edge; size A starts from the library constants, B and C from the constants tuned on the size",
+        f"below). The tuned program is then trained with {n} other seeds (3 .. {2 + n}) and scored on the",
+        "**held-out test split** (digits: 300 test images, so one image is 0.0033 accuracy; char LM: the",
+        "last 10% of the text, 46,505 characters). Cells: test metric, mean +- standard deviation over",
+        f"the {n} seeds (accuracy: higher is better; log perplexity in nats: lower is better); `lr / wd` are",
+        "the tuned constants, `(bound)` marks a constant still on the grid's edge at the growth bound.",
+        "",
+        "**Noise level to compare against.** `s` is the larger of the two programs' standard deviations",
+        f"on the task; a difference between two programs' means over {n} seeds has a standard error of",
+        f"about `s x sqrt(2/{n})` (`SE{n}`), over 3 seeds `s x sqrt(2/3)` (`SE3`). Treat differences below",
+        "2 SE as noise. Seed noise only: the test set is fixed, so its sampling error (a different draw",
+        "of test images) comes on top.",
+        "",
+        "| task | AdamW lr / wd | AdamW test | Lion lr / wd | Lion test | s | SE10 | SE3 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    missing = []
+    for family in FAMILIES:
+        digits = 3 if family == "charlm" else 4
+        for size in SIZES:
+            task_name = f"{family}_{size}"
+            cells = {name: summary.get(f"{task_name}/{name}") for name in PROGRAMS}
+            missing += [f"{task_name}/{name}" for name, cell in cells.items() if cell is None]
+            stds = [c["test_std"] for c in cells.values() if c is not None and c["test_std"] is not None]
+            s = max(stds) if stds else None
+            noise = (
+                [
+                    f"{s:.{digits}f}",
+                    f"{s * math.sqrt(2 / n):.{digits}f}",
+                    f"{s * math.sqrt(2 / 3):.{digits}f}",
+                ]
+                if s is not None
+                else ["", "", ""]
+            )
+            lines.append(
+                f"| {task_name} | {_constants_text(cells['adamw'])} | {_cell_text(cells['adamw'], digits)}"
+                f" | {_constants_text(cells['lion'])} | {_cell_text(cells['lion'], digits)} | "
+                + " | ".join(noise)
+                + " |"
+            )
+    lines += [""]
+    if missing:
+        families = [f for f in FAMILIES if any(m.startswith(f) for m in missing)]
+        lines += [
+            "**Not measured in this session** (compute): " + ", ".join(f"`{m}`" for m in missing) + ".",
+            "To finish them (resumes from the recorded evaluations):",
+            "",
+            f"    {COMMAND.format(families=' '.join(families))}",
+            "",
+        ]
+    lines += [
+        "Raw data: `docs/baselines_data/noise.json` (per cell: tuned constants and program, the ten test",
+        "metrics, validation mean and spread, tuning cost) and `docs/baselines_data/evaluations_<family>.json`",
+        "(every training run, tuning grids included).",
+        "",
+    ]
+    target = Path(args.out)
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text("\n".join(lines))
+    os.replace(temporary, target)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
+    parser.add_argument("--programs", nargs="+", default=list(PROGRAMS), choices=PROGRAMS)
+    parser.add_argument("--data-dir", default=str(REPO / "docs" / "baselines_data"))
+    parser.add_argument("--out", default=str(REPO / "docs" / "noise.md"))
+    parser.add_argument("--render-only", action="store_true")
+    args = parser.parse_args(argv)
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    if not args.render_only:
+        run(args)
+    render(args, _load_summary(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
