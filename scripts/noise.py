@@ -22,7 +22,6 @@ import math
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import dsl
@@ -38,13 +37,35 @@ PROGRAMS = ("adamw", "lion")
 COMMAND = "nice -n 19 python scripts/noise.py --families {families}"
 
 
-def measure_cell(evaluations: Evaluations, task_name: str, start: dsl.Program) -> dict:
-    """Tune ``start`` on ``task_name`` (seeds 0-2), then test it on seeds 3-12."""
-    began = time.perf_counter()
+class Unrecorded(KeyError):
+    """A needed evaluation is not in the record."""
+
+
+def measure_cell(evaluations: Evaluations, task_name: str, start: dsl.Program, train: bool = True) -> dict:
+    """Tune ``start`` on ``task_name`` (seeds 0-2), then test it on seeds 3-12.
+
+    With ``train=False`` the cell is read from the record alone (``Unrecorded`` if a run
+    is missing), so the summary is always derived from the records.
+    """
+
+    def evaluate(job_task: str, program: dsl.Program, seed: int):
+        result = (
+            evaluations.evaluate(job_task, program, seed)
+            if train
+            else evaluations.get(job_task, program, seed)
+        )
+        if result is None:
+            raise Unrecorded(task_name)
+        return result
+
     tuned = proxy_tasks.tune(
-        None, start, TUNE_SEEDS, evaluate_batch=evaluations.evaluate_batch(task_name), **BASELINE_GRID
+        None,
+        start,
+        TUNE_SEEDS,
+        evaluate_batch=lambda jobs: [evaluate(task_name, program, seed) for program, seed in jobs],
+        **BASELINE_GRID,
     )
-    results = [evaluations.evaluate(task_name, tuned.program, seed) for seed in EVAL_SEEDS]
+    results = [evaluate(task_name, tuned.program, seed) for seed in EVAL_SEEDS]
     passed = [r for r in results if not r.failed]
     test = [r.test_metric for r in passed]
     validation = [r.metric for r in passed]
@@ -64,35 +85,54 @@ def measure_cell(evaluations: Evaluations, task_name: str, start: dsl.Program) -
         "validation_std": statistics.stdev(validation) if len(validation) > 1 else None,
         "failures": len(results) - len(passed),
         "seconds_per_evaluation": statistics.fmean(r.seconds for r in results),
-        "wall_seconds": time.perf_counter() - began,
     }
 
 
+def _cells(family: str, data_dir: Path, train_sizes=(), programs=PROGRAMS):
+    """Yield ``(key, cell)`` for ``family``'s sizes in order; sizes in ``train_sizes`` are
+    measured (training what is missing), the others read from the record (None if missing).
+    """
+    evaluations = Evaluations(data_dir / f"evaluations_{family}.json")
+    start = {name: dsl.library.load(name) for name in programs}
+    for size in SIZES:
+        for name in programs:
+            cell = None
+            if start[name] is not None:
+                try:
+                    cell = measure_cell(
+                        evaluations, f"{family}_{size}", start[name], train=size in train_sizes
+                    )
+                except Unrecorded:
+                    pass
+            start[name] = dsl.parse(cell["program"]) if cell else None
+            yield f"{family}_{size}/{name}", cell
+
+
+def collect(data_dir: Path) -> dict:
+    """Every cell the records hold, for every family (nothing is trained)."""
+    return {key: cell for family in FAMILIES for key, cell in _cells(family, data_dir) if cell is not None}
+
+
 def run(args) -> None:
-    summary = _load_summary(args)
+    data_dir = Path(args.data_dir)
     for family in args.families:
-        evaluations = Evaluations(Path(args.data_dir) / f"evaluations_{family}.json")
-        start = {name: dsl.library.load(name) for name in args.programs}
-        for size in args.sizes:
-            task_name = f"{family}_{size}"
-            for name in args.programs:
-                cell = measure_cell(evaluations, task_name, start[name])
-                summary[f"{task_name}/{name}"] = cell
-                start[name] = dsl.parse(cell["program"])
-                print(
-                    f"[{task_name}] {name}: lr {cell['lr']:.3g} wd {cell['weight_decay']}"
-                    f" test {cell['test_mean']:.4f} +- {cell['test_std']:.4f}"
-                    f" ({cell['failures']} failed, bound {cell['bound_hit']},"
-                    f" {cell['tune_evaluations']} tuning runs, {cell['wall_seconds']:.0f}s)",
-                    flush=True,
-                )
-                _write_json(Path(args.data_dir) / "noise.json", summary)
-                render(args, summary)
+        for key, cell in _cells(family, data_dir, args.sizes, args.programs):
+            if cell is None or key.split("/")[0][-1] not in args.sizes:
+                continue
+            print(
+                f"[{key}] lr {cell['lr']:.3g} wd {cell['weight_decay']}"
+                f" test {cell['test_mean']:.4f} +- {cell['test_std']:.4f}"
+                f" ({cell['failures']} failed, bound {cell['bound_hit']}, {cell['tune_evaluations']} tuning runs)",
+                flush=True,
+            )
+            write(args)
 
 
-def _load_summary(args) -> dict:
-    path = Path(args.data_dir) / "noise.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+def write(args) -> None:
+    """Rebuild ``noise.json`` and ``docs/noise.md`` from all records."""
+    summary = collect(Path(args.data_dir))
+    _write_json(Path(args.data_dir) / "noise.json", summary)
+    render(args, summary)
 
 
 def _write_json(path: Path, data) -> None:
@@ -200,7 +240,7 @@ def main(argv=None) -> int:
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
     if not args.render_only:
         run(args)
-    render(args, _load_summary(args))
+    write(args)
     return 0
 
 
