@@ -156,6 +156,72 @@ def _constants_text(cell: dict | None) -> str:
     return f"{cell['lr']:.2g} / {wd}{bound}"
 
 
+def _difference(first: dict | None, second: dict | None, paired: bool) -> tuple[float, float] | None:
+    """Mean of ``second`` minus mean of ``first`` and its standard error.
+
+    ``paired``: the two cells trained the same seeds (same initialisation and batches), so
+    the error is that of the per-seed differences; otherwise of two independent means.
+    """
+    if not first or not second or first["test_std"] is None or second["test_std"] is None:
+        return None
+    if paired and not first["failures"] and not second["failures"]:
+        differences = [b - a for a, b in zip(first["test_metrics"], second["test_metrics"], strict=True)]
+        return statistics.fmean(differences), statistics.stdev(differences) / math.sqrt(len(differences))
+    error = math.sqrt(
+        first["test_std"] ** 2 / len(first["test_metrics"])
+        + second["test_std"] ** 2 / len(second["test_metrics"])
+    )
+    return second["test_mean"] - first["test_mean"], error
+
+
+def _difference_lines(summary: dict) -> list[str]:
+    lines = [
+        "## Lion against AdamW",
+        "",
+        "Test metric of tuned Lion minus tuned AdamW, mean over the 10 seeds of the per-seed difference (both",
+        "trained with the same seeds: same initialisation and batches) and its standard error (paired);",
+        "accuracy: positive favours Lion; log perplexity: negative favours Lion.",
+        "",
+        "| task | Lion - AdamW | SE | in SE |",
+        "|---|---|---|---|",
+    ]
+    for family in FAMILIES:
+        for size in SIZES:
+            task_name = f"{family}_{size}"
+            found = _difference(
+                summary.get(f"{task_name}/adamw"), summary.get(f"{task_name}/lion"), paired=True
+            )
+            if found:
+                difference, error = found
+                lines.append(f"| {task_name} | {difference:+.4f} | {error:.4f} | {difference / error:+.1f} |")
+    return lines + [""]
+
+
+def _rise_lines(summary: dict) -> list[str]:
+    lines = [
+        "## Do the sizes rise?",
+        "",
+        "Tuned AdamW (tuned on each size), test metric of each size minus the size below it (sign flipped",
+        "for log perplexity, so positive is better), against the seed noise `s` (the larger standard",
+        "deviation of the two sizes) and the standard error of the difference of the 10-seed means.",
+        "",
+        "| family | step | better by | s | SE |",
+        "|---|---|---|---|---|",
+    ]
+    for family in FAMILIES:
+        sign = -1.0 if family == "charlm" else 1.0
+        for lower, upper in (("a", "b"), ("b", "c")):
+            first = summary.get(f"{family}_{lower}/adamw")
+            second = summary.get(f"{family}_{upper}/adamw")
+            found = _difference(first, second, paired=False)
+            if found:
+                s = max(first["test_std"], second["test_std"])
+                lines.append(
+                    f"| {family} | {lower.upper()} -> {upper.upper()} | {sign * found[0]:+.4f} | {s:.4f} | {found[1]:.4f} |"
+                )
+    return lines + [""]
+
+
 def render(args, summary: dict) -> None:
     """Write ``docs/noise.md`` from the summary (cells not measured are marked so)."""
     n = len(EVAL_SEEDS)
@@ -206,7 +272,7 @@ def render(args, summary: dict) -> None:
                 + " | ".join(noise)
                 + " |"
             )
-    lines += [""]
+    lines += [""] + _difference_lines(summary) + _rise_lines(summary)
     if missing:
         families = [f for f in FAMILIES if any(m.startswith(f) for m in missing)]
         lines += [
