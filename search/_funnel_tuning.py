@@ -9,22 +9,14 @@ again; the tuned result is also cached on disk for later funnels.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from dataclasses import dataclass
-from pathlib import Path
 
-from dsl import Program, library, parse
+import proxy_tasks
+from dsl import Program, library
 from proxy_tasks._task import Result
-from proxy_tasks._tune import TuneResult, tune
 
 from ._funnel_config import TuningSection
 from ._funnel_store import FunnelEvaluations
-from ._rundir import _write_atomically
-
-MAX_TUNING_ROUNDS = 3  # a fixed grid needs 2
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "symdisc" / "tuned"
 
 
 @dataclass(frozen=True)
@@ -38,7 +30,7 @@ class TunedBaseline:
       lr: the tuned learning-rate constant.
       weight_decay: the tuned weight-decay constant (None if the program has none).
       tuning_fitness: the mean validation fitness of the chosen point over the tuning seeds.
-      grid_points: how many grid points were evaluated.
+      grid_points: how many grid points were evaluated (the grid grows past an edge best).
       bound_hit: the constants whose best value is still on the edge of the grid.
     """
 
@@ -64,7 +56,17 @@ def tune_baseline(
     def evaluate_batch(jobs: list[tuple[Program, int]]) -> list[Result]:
         return evaluations.results([(program, task_name, seed) for program, seed in jobs])
 
-    result = _tuned(library.load(name), task_name, tuning, evaluate_batch)
+    cache = {"cache_dir": tuning.cache_dir} if tuning.cache_dir else {}  # else proxy_tasks' default
+    result = proxy_tasks.tuned(
+        library.load(name),
+        task_name,
+        tuning.seeds,
+        lr_steps=tuning.lr_steps,
+        wd_steps=tuning.wd_steps,
+        max_extension=tuning.max_extension,
+        evaluate_batch=evaluate_batch,
+        **cache,
+    )
     return TunedBaseline(
         name,
         task_name,
@@ -73,65 +75,5 @@ def tune_baseline(
         result.weight_decay,
         result.fitness,
         len(result.grid),
-        tuple(getattr(result, "bound_hit", ())),
+        result.bound_hit,
     )
-
-
-class _Answering:
-    """A task for ``tune`` that answers from the results so far and notes what it lacks."""
-
-    def __init__(self):
-        self.known: dict[tuple[str, int], Result] = {}
-        self.missing: list[tuple[Program, int]] = []
-
-    def evaluate(self, candidate: Program, seed: int = 0) -> Result:
-        result = self.known.get((candidate.to_text(), seed))
-        if result is None:
-            self.missing.append((candidate, seed))
-            return Result(0.0, math.nan, math.nan, 0, None, 0.0)  # a placeholder: this round is redone
-        return result
-
-
-def _tuned(program: Program, task_name: str, tuning: TuningSection, evaluate_batch) -> TuneResult:
-    """Stand-in for ``proxy_tasks.tuned(program, task_name, seeds, cache_dir=..., lr_steps=...,
-    wd_steps=..., max_extension=..., evaluate_batch=...)`` until that lands (then this goes).
-
-    The fixed grid of ``lr_steps x wd_steps`` (no growth: ``max_extension`` waits for it).
-    ``tune`` asks one evaluation at a time, so it is called with a task that answers from
-    the results so far and notes what it lacks; the missing points are trained as one
-    batch, and ``tune`` is called again until nothing is missing. The last call saw only
-    real results, so its choice is exactly ``tune``'s.
-    """
-    lr_factors = tuple(10.0 ** (k / 2) for k in range(tuning.lr_steps[0], tuning.lr_steps[1] + 1))
-    wd_factors = tuple(10.0 ** (k / 2) for k in range(tuning.wd_steps[0], tuning.wd_steps[1] + 1))
-    key = json.dumps(
-        [program.to_text(), task_name, list(tuning.seeds), list(tuning.lr_steps), list(tuning.wd_steps)]
-    )
-    cache_dir = Path(tuning.cache_dir) if tuning.cache_dir else DEFAULT_CACHE_DIR
-    cache_file = cache_dir / f"funnel-{task_name}-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-    if cache_file.is_file():
-        data = json.loads(cache_file.read_text())
-        fitness = -math.inf if data["fitness"] is None else data["fitness"]
-        return TuneResult(
-            data["lr"], data["weight_decay"], fitness, parse(data["program"]), tuple(data["grid"])
-        )
-    task = _Answering()
-    for _ in range(MAX_TUNING_ROUNDS):
-        task.missing = []
-        result = tune(task, program, seeds=tuning.seeds, lr_factors=lr_factors, wd_factors=wd_factors)
-        if not task.missing:
-            break
-        for (candidate, seed), outcome in zip(task.missing, evaluate_batch(task.missing), strict=True):
-            task.known[(candidate.to_text(), seed)] = outcome
-    else:
-        raise RuntimeError(f"tuning on {task_name} asked for new points after {MAX_TUNING_ROUNDS} rounds")
-    data = {
-        "lr": result.lr,
-        "weight_decay": result.weight_decay,
-        "fitness": result.fitness if math.isfinite(result.fitness) else None,
-        "program": result.program.to_text(),
-        "grid": [[lr, wd, f if math.isfinite(f) else None] for lr, wd, f in result.grid],
-    }
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(cache_file, json.dumps(data, indent=1))
-    return result
