@@ -1,5 +1,7 @@
 """Regularized evolution over DSL programs: mutations, the search loop, the fitness cache, run directories."""
 
+from ._breeding import mutation_settings as mutation_settings
+from ._breeding import tournament as tournament
 from ._cache import FitnessCache as FitnessCache
 from ._cache import analyze_program as analyze_program
 from ._config import Config as Config
@@ -10,11 +12,11 @@ from ._evaluator import Completed as Completed
 from ._evaluator import Evaluator as Evaluator
 from ._evaluator import InProcessEvaluator as InProcessEvaluator
 from ._evolution import Search as Search
-from ._evolution import SearchError as SearchError
-from ._evolution import mutation_settings as mutation_settings
 from ._mutation import MUTATION_KINDS as MUTATION_KINDS
 from ._mutation import MutationSettings as MutationSettings
 from ._mutation import mutate as mutate
 from ._progress import Progress as Progress
 from ._rundir import RunDirectory as RunDirectory
 from ._rundir import RunDirectoryError as RunDirectoryError
+from ._state import SearchError as SearchError
+from ._state import SearchState as SearchState

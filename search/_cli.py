@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from ._config import Config, ConfigError, load_config
-from ._evolution import Search, SearchError
+from ._evolution import Search
 from ._progress import Progress
 from ._rundir import RunDirectory, RunDirectoryError
+from ._state import SearchError
 
 
 def register(subparsers) -> None:

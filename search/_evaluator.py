@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from dsl import Program
-from proxy_tasks._task import WORST_FITNESS, Result
+from proxy_tasks import WORST_FITNESS, Result
 
 
 @dataclass(frozen=True)
