@@ -94,12 +94,13 @@ def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) ->
     search = Search(config, rundir, progress)
     try:
         if resume:
-            search.resume()
+            for note in search.resume():
+                print(f"symdisc resume: {note}", file=sys.stderr)
             if search.finished:
                 print(f"{rundir.path}: the run already finished its budget", file=sys.stderr)
                 _summary(search, rundir, args.quiet)
                 return 0
-    except SearchError as error:
+    except (SearchError, RunDirectoryError) as error:
         print(f"symdisc: {error}", file=sys.stderr)
         return 2
     try:
@@ -113,7 +114,7 @@ def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) ->
         progress.close()
         print(f"interrupted; continue with: symdisc resume {rundir.path}", file=sys.stderr)
         return 130
-    except SearchError as error:
+    except (SearchError, RunDirectoryError) as error:
         print(f"symdisc: {error}", file=sys.stderr)
         return 1
     finally:

@@ -36,7 +36,7 @@ from ._config import Config
 from ._evaluator import WORST_FITNESS, Completed, Evaluator, sanitize
 from ._progress import Progress
 from ._records import individual_record, meta_validation_record, record_summary, result_from_dict
-from ._rundir import INDIVIDUALS, META_VALIDATION, RunDirectory
+from ._rundir import CHECKPOINT, INDIVIDUALS, META_VALIDATION, RunDirectory, RunDirectoryError
 from ._state import Best, Island, Member, Pending, SearchError, SearchState
 
 
@@ -378,15 +378,53 @@ class Search:
         self._since_checkpoint = 0
         self.rundir.write_checkpoint(self.state.to_dict())
 
-    def resume(self) -> None:
-        """Load the checkpoint (if any), rebuild the cache, queue the log lines after it for replay."""
-        data = self.rundir.read_checkpoint()
-        if data is not None:
-            self.state = SearchState.from_dict(data)
+    def resume(self) -> list[str]:
+        """Load the checkpoint, rebuild the cache from the log, queue the log lines after it for replay.
+
+        A damaged checkpoint, or one covering log lines that are no longer there (a torn
+        line was cut), is not trusted: the whole log is replayed from the start instead.
+
+        Returns:
+          Notes for the user on what was repaired or not trusted.
+
+        Raises:
+          RunDirectoryError: if the run directory is not writable or a log line before the
+            last is damaged.
+        """
+        self.rundir.check_writable()
+        notes = [
+            f"{self.rundir.path / log}: cut a torn last line ({size} bytes; a write interrupted by a kill)"
+            for log, size in self.rundir.cut_torn_lines().items()
+        ]
         records = self.rundir.records_after(0)
+        last_seq = records[-1]["seq"] if records else 0
+        state = self._read_checkpoint(notes)
+        if state is not None and state.seq > last_seq:
+            notes.append(
+                f"{self.rundir.path / CHECKPOINT} covers the logs up to seq {state.seq}, but they end at "
+                f"seq {last_seq}; replaying the whole log from the start to redo what was lost"
+            )
+            state = None
+        if state is not None:
+            self.state = state
         seq = self.state.seq
         self.cache = FitnessCache.from_log(r for r in records if r["seq"] <= seq and r["_log"] == INDIVIDUALS)
         self._replay = deque(r for r in records if r["seq"] > seq)
+        return notes
+
+    def _read_checkpoint(self, notes: list[str]) -> SearchState | None:
+        """The checkpoint's state; None (and a note) if there is none that can be trusted."""
+        try:
+            data = self.rundir.read_checkpoint()
+            return None if data is None else SearchState.from_dict(data)
+        except RunDirectoryError as error:
+            notes.append(f"{error}; replaying the whole log from the start instead")
+        except (KeyError, TypeError, ValueError) as error:
+            notes.append(
+                f"{self.rundir.path / CHECKPOINT} is not a checkpoint of this version ({type(error).__name__}: "
+                f"{error}); replaying the whole log from the start instead"
+            )
+        return None
 
     # -- reporting ----------------------------------------------------------------------
 
