@@ -123,6 +123,8 @@ class Result:
     steps: int
     failure: str | None
     seconds: float
+    test_fitness: float = float("-inf")
+    test_metric: float = float("nan")
 
     @property
     def failed(self) -> bool:

@@ -11,6 +11,7 @@ from ._config import load_config as load_config
 from ._evaluator import Completed as Completed
 from ._evaluator import Evaluator as Evaluator
 from ._evaluator import InProcessEvaluator as InProcessEvaluator
+from ._evaluator import mean_result as mean_result
 from ._evolution import Search as Search
 from ._mutation import MUTATION_KINDS as MUTATION_KINDS
 from ._mutation import MutationSettings as MutationSettings

@@ -125,8 +125,11 @@ class Search:
                 if len(self._submitted) >= evaluator.capacity:
                     break
                 if job_id not in self._submitted:
-                    task = self.config.meta_validation.task if pending.meta_of is not None else None
-                    evaluator.submit(job_id, pending.program, self.config.task.seed, task)
+                    if pending.meta_of is None:
+                        evaluator.submit(job_id, pending.program, self.config.task.seeds)
+                    else:
+                        meta = self.config.meta_validation
+                        evaluator.submit(job_id, pending.program, meta.seeds, meta.task)
                     self._submitted.add(job_id)
             done = evaluator.wait()
             if not done:
@@ -242,18 +245,34 @@ class Search:
             fingerprint=None,
             redundant_fraction=math.nan,
             meta_of=state.best.id,
+            search_fitness=state.best.fitness,
         )
 
     def _record_meta(self, pending: Pending, result: Result, worker: str | None) -> None:
-        self.state.seq += 1
-        task = self.config.meta_validation.task
+        state = self.state
+        state.seq += 1
+        meta = self.config.meta_validation
         record = meta_validation_record(
-            self.state.seq, pending, result, worker, task=task, evaluations=self.state.counts.evaluated
+            state.seq,
+            pending,
+            result,
+            worker,
+            task=meta.task,
+            seeds=meta.seeds,
+            individuals=state.counts.individuals,
+            evaluations=state.counts.evaluated,
+            search_fitness=pending.search_fitness,
         )
         self._emit(record, META_VALIDATION)
         if not self._replay:
-            fitness = "failed" if result.failed else f"{result.fitness:.4f}"
-            self.progress.message(f"meta-validation of individual {pending.meta_of} on {task}: {fitness}")
+            figures = (
+                f"failed ({result.failure})"
+                if result.failed
+                else f"fitness {result.fitness:.4f}, test metric {result.test_metric:.4f}"
+            )
+            self.progress.message(
+                f"meta-validation of individual {pending.meta_of} on {meta.task}: {figures}"
+            )
 
     # -- completions --------------------------------------------------------------------
 
@@ -333,9 +352,10 @@ class Search:
         self._best_changed = False
         best = self.state.best
         pruned = prune(best.program)
+        seeds = self.config.task.seeds
         header = (
             f"individual {best.id}, fitness {best.fitness} on {self.config.task.name} "
-            f"(seed {self.config.task.seed})"
+            f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
         )
         if pruned != best.program:
             header += "\nwithout its redundant statements (same updates):\n" + pruned.to_text()

@@ -80,15 +80,33 @@ def individual_record(
 
 
 def meta_validation_record(
-    seq: int, pending: Pending, result: Result, worker: str | None, *, task: str, evaluations: int
+    seq: int,
+    pending: Pending,
+    result: Result,
+    worker: str | None,
+    *,
+    task: str,
+    seeds: tuple[int, ...],
+    individuals: int,
+    evaluations: int,
+    search_fitness: float,
 ) -> dict:
-    """The ``meta_validation.jsonl`` line: the best so far re-evaluated on the larger task."""
+    """The ``meta_validation.jsonl`` line: the best so far re-evaluated on the larger task.
+
+    It holds what a meta-overfitting plot (arXiv:2302.06675, section 2.3 and figure 3)
+    needs: when (individuals recorded, evaluations so far), which program (the best's id
+    and its search fitness), and its fitness, validation metric and held-out test metric
+    on ``task``, each the mean over ``seeds``.
+    """
     return {
         "seq": seq,
         "individual": pending.meta_of,
         "job": pending.id,
+        "individuals": individuals,
         "evaluations": evaluations,
+        "search_fitness": finite_or_none(search_fitness),
         "task": task,
+        "seeds": list(seeds),
         "program": pending.program.to_text(),
         **result_to_dict(result),
         "worker": worker,

@@ -38,6 +38,7 @@ class Pending:
       fingerprint: its numeric fingerprint, if computed (on a hash miss).
       redundant_fraction: the share of its statements that do not reach the outputs.
       meta_of: for a meta-validation job, the individual it re-evaluates.
+      search_fitness: for a meta-validation job, that individual's search fitness.
     """
 
     id: int
@@ -49,6 +50,7 @@ class Pending:
     fingerprint: str | None
     redundant_fraction: float
     meta_of: int | None = None
+    search_fitness: float = WORST_FITNESS
 
 
 @dataclass
@@ -183,6 +185,7 @@ class SearchState:
                     "fingerprint": p.fingerprint,
                     "redundant_fraction": finite_or_none(p.redundant_fraction),
                     "meta_of": p.meta_of,
+                    "search_fitness": finite_or_none(p.search_fitness),
                 }
                 for p in self.in_flight.values()
             ],
@@ -230,6 +233,7 @@ class SearchState:
                     fingerprint=p["fingerprint"],
                     redundant_fraction=none_to_nan(p["redundant_fraction"]),
                     meta_of=p["meta_of"],
+                    search_fitness=none_to_worst(p.get("search_fitness")),
                 )
                 for p in data["in_flight"]
             },
