@@ -15,7 +15,7 @@ Resume: every event that changes the state (an individual recorded, a meta-valid
 is one log line with a ``seq``; a checkpoint stores the ``SearchState`` and the ``seq``
 it covers. The search is a deterministic function of its RNG and of the order of
 completions, so ``resume`` loads the checkpoint, rebuilds the fitness cache from the log
-lines it covers, and replays the log lines after it through the very same code (the log
+lines it covers, and replays the log lines after it through the very same code (``_resume``: the log
 supplies the completions instead of the evaluator), checking that every regenerated
 individual matches its line. Then the jobs still in flight are resubmitted.
 """
@@ -35,8 +35,9 @@ from ._cache import Facts, FitnessCache, analyze_program
 from ._config import Config
 from ._evaluator import WORST_FITNESS, Completed, Evaluator, sanitize
 from ._progress import Progress
-from ._records import individual_record, meta_validation_record, record_summary, result_from_dict
-from ._rundir import CHECKPOINT, INDIVIDUALS, META_VALIDATION, RunDirectory, RunDirectoryError
+from ._records import individual_record, meta_validation_record
+from ._resume import Replay, resume_point
+from ._rundir import INDIVIDUALS, META_VALIDATION, RunDirectory
 from ._state import Best, Island, Member, Pending, SearchError, SearchState
 
 
@@ -60,7 +61,7 @@ class Search:
         )
         self.cache = FitnessCache()
         self._session_start = time.monotonic()
-        self._replay: deque[dict] = deque()  # log lines still to be re-derived on resume
+        self._replay = Replay([], rundir.path)  # log lines still to be re-derived on resume
         self._submitted: set[int] = set()  # in-flight jobs the evaluator has
         self._done: deque[Completed] = deque()  # completions not yet recorded
         self._since_checkpoint = 0
@@ -107,6 +108,8 @@ class Search:
         self.checkpoint()
 
     def _fill(self) -> None:
+        if self._replay:  # breed as the run did: with the capacity of the session that logged the next line
+            self.state.capacity = self._replay.capacity(self.state.capacity)
         while len(self.state.in_flight) < self.state.capacity:
             if self._meta_due():
                 self._start_meta_validation()
@@ -119,7 +122,7 @@ class Search:
 
     def _next_completion(self, evaluator: Evaluator) -> Completed:
         if self._replay:
-            return self._replayed_completion()
+            return self._replay.next_completion(self.state.in_flight)
         if not self._done:
             for job_id, pending in self.state.in_flight.items():
                 if len(self._submitted) >= evaluator.capacity:
@@ -262,6 +265,7 @@ class Search:
             individuals=state.counts.individuals,
             evaluations=state.counts.evaluated,
             search_fitness=pending.search_fitness,
+            capacity=state.capacity,
         )
         self._emit(record, META_VALIDATION)
         if not self._replay:
@@ -289,7 +293,8 @@ class Search:
         state = self.state
         state.seq += 1
         self._since_checkpoint += 1
-        self._emit(individual_record(state.seq, pending, result, worker, cache_hit), INDIVIDUALS)
+        record = individual_record(state.seq, pending, result, worker, cache_hit, capacity=state.capacity)
+        self._emit(record, INDIVIDUALS)
         counts = state.counts
         counts.individuals += 1
         if cache_hit is None:
@@ -365,30 +370,10 @@ class Search:
 
     def _emit(self, record: dict, log: str) -> None:
         """Append ``record`` to ``log``; while replaying, check it against the logged line instead."""
-        if not self._replay:
-            self.rundir.append(record, log)
-            return
-        expected = self._replay.popleft()
-        same = expected["_log"] == log and expected["seq"] == record["seq"]
-        if log == INDIVIDUALS:
-            same = same and all(expected[k] == record[k] for k in ("id", "hash", "cache_hit", "program"))
+        if self._replay:
+            self._replay.check(record, log)
         else:
-            same = same and expected["individual"] == record["individual"]
-        if not same:
-            raise SearchError(
-                f"{self.rundir.path}: log line seq {expected['seq']} does not match the replayed search "
-                f"(expected {record_summary(expected)}, replay gave {record_summary(record)}); "
-                "was the config changed?"
-            )
-
-    def _replayed_completion(self) -> Completed:
-        record = self._replay[0]
-        job_id = record["id"] if record["_log"] == INDIVIDUALS else record["job"]
-        if job_id not in self.state.in_flight or record.get("cache_hit") is not None:
-            raise SearchError(
-                f"{self.rundir.path}: log line seq {record['seq']} is not the completion of a job in flight"
-            )
-        return Completed(job_id, result_from_dict(record), record["worker"])
+            self.rundir.append(record, log)
 
     def checkpoint(self) -> None:
         """Write the state atomically (only between two events, never mid-replay)."""
@@ -399,52 +384,17 @@ class Search:
         self.rundir.write_checkpoint(self.state.to_dict())
 
     def resume(self) -> list[str]:
-        """Load the checkpoint, rebuild the cache from the log, queue the log lines after it for replay.
-
-        A damaged checkpoint, or one covering log lines that are no longer there (a torn
-        line was cut), is not trusted: the whole log is replayed from the start instead.
+        """Start from the run directory: its checkpoint, the cache of its log, the log lines to replay.
 
         Returns:
-          Notes for the user on what was repaired or not trusted.
+          Notes for the user on what was repaired or not trusted (``resume_point``).
 
         Raises:
-          RunDirectoryError: if the run directory is not writable or a log line before the
-            last is damaged.
+          RunDirectoryError: if the run directory is not writable or a log is damaged.
         """
-        self.rundir.check_writable()
-        notes = [
-            f"{self.rundir.path / log}: cut a torn last line ({size} bytes; a write interrupted by a kill)"
-            for log, size in self.rundir.cut_torn_lines().items()
-        ]
-        records = self.rundir.records_after(0)
-        last_seq = records[-1]["seq"] if records else 0
-        state = self._read_checkpoint(notes)
-        if state is not None and state.seq > last_seq:
-            notes.append(
-                f"{self.rundir.path / CHECKPOINT} covers the logs up to seq {state.seq}, but they end at "
-                f"seq {last_seq}; replaying the whole log from the start to redo what was lost"
-            )
-            state = None
-        if state is not None:
-            self.state = state
-        seq = self.state.seq
-        self.cache = FitnessCache.from_log(r for r in records if r["seq"] <= seq and r["_log"] == INDIVIDUALS)
-        self._replay = deque(r for r in records if r["seq"] > seq)
+        self.state, self.cache, replay, notes = resume_point(self.rundir, self.state)
+        self._replay = Replay(replay, self.rundir.path)
         return notes
-
-    def _read_checkpoint(self, notes: list[str]) -> SearchState | None:
-        """The checkpoint's state; None (and a note) if there is none that can be trusted."""
-        try:
-            data = self.rundir.read_checkpoint()
-            return None if data is None else SearchState.from_dict(data)
-        except RunDirectoryError as error:
-            notes.append(f"{error}; replaying the whole log from the start instead")
-        except (KeyError, TypeError, ValueError) as error:
-            notes.append(
-                f"{self.rundir.path / CHECKPOINT} is not a checkpoint of this version ({type(error).__name__}: "
-                f"{error}); replaying the whole log from the start instead"
-            )
-        return None
 
     # -- reporting ----------------------------------------------------------------------
 

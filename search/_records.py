@@ -58,9 +58,13 @@ def result_from_dict(data: dict) -> Result:
 
 
 def individual_record(
-    seq: int, pending: Pending, result: Result, worker: str | None, cache_hit: str | None
+    seq: int, pending: Pending, result: Result, worker: str | None, cache_hit: str | None, *, capacity: int
 ) -> dict:
-    """The ``individuals.jsonl`` line of an individual (a cache hit took 0 seconds)."""
+    """The ``individuals.jsonl`` line of an individual (a cache hit took 0 seconds).
+
+    ``capacity`` (the jobs the search kept in flight when it recorded this) lets a replay
+    of the log breed as the run did, whatever checkpoint it starts from.
+    """
     return {
         "seq": seq,
         "id": pending.id,
@@ -76,6 +80,7 @@ def individual_record(
         "seconds": result.seconds if cache_hit is None else 0.0,
         "worker": worker,
         "cache_hit": cache_hit,
+        "capacity": capacity,
     }
 
 
@@ -90,6 +95,7 @@ def meta_validation_record(
     individuals: int,
     evaluations: int,
     search_fitness: float,
+    capacity: int,
 ) -> dict:
     """The ``meta_validation.jsonl`` line: the best so far re-evaluated on the larger task.
 
@@ -110,6 +116,7 @@ def meta_validation_record(
         "program": pending.program.to_text(),
         **result_to_dict(result),
         "worker": worker,
+        "capacity": capacity,
     }
 
 

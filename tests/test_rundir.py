@@ -63,22 +63,29 @@ def stable(records):
     return [tuple(r.get(k) for k in STABLE + ("individual", "task")) for r in records]
 
 
-def run(path, config, progress=None):
+def evaluator(capacity=1):
+    """The in-process evaluator; with ``capacity`` > 1 the search keeps that many jobs queued on it."""
+    evaluator = InProcessEvaluator(TASK)
+    evaluator.capacity = capacity
+    return evaluator
+
+
+def run(path, config, progress=None, capacity=1):
     rundir = RunDirectory.create(path, config)
     search = Search(config, rundir, progress)
     try:
-        search.run(InProcessEvaluator(TASK))
+        search.run(evaluator(capacity))
     finally:
         rundir.close()
     return search
 
 
-def resume(path, progress=None):
+def resume(path, progress=None, capacity=1):
     rundir = RunDirectory.open(path)
     search = Search(rundir.config(), rundir, progress)
     search.resume()
     try:
-        search.run(InProcessEvaluator(TASK))
+        search.run(evaluator(capacity))
     finally:
         rundir.close()
     return search
@@ -312,6 +319,22 @@ def test_a_checkpoint_cut_in_half_falls_back_to_replaying_the_whole_log(tmp_path
     search.run(InProcessEvaluator(TASK))
     rundir.close()
     assert logs(path) == reference[1:]
+
+
+def test_replaying_the_whole_log_breeds_with_the_capacity_each_session_had(tmp_path):
+    # sessions with 3 and then 1 job in flight; the whole log is replayed after the checkpoint is lost
+    path = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(path, make_config(meta=False), InterruptAfter(20), capacity=3)
+    with pytest.raises(KeyboardInterrupt):
+        resume(path, InterruptAfter(25), capacity=1)
+    before = (path / "individuals.jsonl").read_text().splitlines()
+    assert {json.loads(line)["capacity"] for line in before} == {1, 3}
+    (path / "checkpoint.json").write_text("{")
+    resume(path, capacity=1)
+    after = (path / "individuals.jsonl").read_text().splitlines()
+    assert after[: len(before)] == before  # nothing rewritten
+    assert sorted(json.loads(line)["id"] for line in after) == list(range(70))
 
 
 def test_a_finished_run_whose_last_line_was_torn_redoes_it(tmp_path):
