@@ -20,6 +20,11 @@ from ._program import ProgramError as ProgramError
 from ._program import Statement as Statement
 from ._program import infer_kinds as infer_kinds
 from ._program import parse as parse
+from ._random import OP_NAMES as OP_NAMES
+from ._random import random_constant as random_constant
+from ._random import random_program as random_program
+from ._random import random_statement as random_statement
+from ._random import scope_kinds as scope_kinds
 from ._simplify import Simplification as Simplification
 from ._simplify import SimplificationStep as SimplificationStep
 from ._simplify import simplify as simplify

@@ -1,5 +1,7 @@
 """Regularized evolution over DSL programs: mutations, the search loop, the fitness cache, run directories."""
 
+from ._breeding import mutation_settings as mutation_settings
+from ._breeding import tournament as tournament
 from ._cache import FitnessCache as FitnessCache
 from ._cache import analyze_program as analyze_program
 from ._config import Config as Config
@@ -9,9 +11,8 @@ from ._config import load_config as load_config
 from ._evaluator import Completed as Completed
 from ._evaluator import Evaluator as Evaluator
 from ._evaluator import InProcessEvaluator as InProcessEvaluator
+from ._evaluator import mean_result as mean_result
 from ._evolution import Search as Search
-from ._evolution import SearchError as SearchError
-from ._evolution import mutation_settings as mutation_settings
 from ._funnel import FunnelOutcome as FunnelOutcome
 from ._funnel import run_funnel as run_funnel
 from ._funnel_candidates import Candidate as Candidate
@@ -28,3 +29,5 @@ from ._mutation import mutate as mutate
 from ._progress import Progress as Progress
 from ._rundir import RunDirectory as RunDirectory
 from ._rundir import RunDirectoryError as RunDirectoryError
+from ._state import SearchError as SearchError
+from ._state import SearchState as SearchState

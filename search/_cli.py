@@ -10,9 +10,10 @@ from pathlib import Path
 from symdisc.exit_codes import BAD_INPUT
 
 from ._config import Config, ConfigError, load_config
-from ._evolution import Search, SearchError
+from ._evolution import Search
 from ._progress import Progress
 from ._rundir import RunDirectory, RunDirectoryError
+from ._state import SearchError
 
 
 def register(subparsers) -> None:
@@ -103,12 +104,13 @@ def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) ->
     search = Search(config, rundir, progress)
     try:
         if resume:
-            search.resume()
+            for note in search.resume():
+                print(f"symdisc resume: {note}", file=sys.stderr)
             if search.finished:
                 print(f"{rundir.path}: the run already finished its budget", file=sys.stderr)
                 _summary(search, rundir, args.quiet)
                 return _funnel_after(config, rundir, args)
-    except SearchError as error:
+    except (SearchError, RunDirectoryError) as error:
         print(f"symdisc: {error}", file=sys.stderr)
         return BAD_INPUT
     try:
@@ -122,7 +124,7 @@ def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) ->
         progress.close()
         print(f"interrupted; continue with: symdisc resume {rundir.path}", file=sys.stderr)
         return 130
-    except SearchError as error:
+    except (SearchError, RunDirectoryError) as error:
         print(f"symdisc: {error}", file=sys.stderr)
         return 1
     finally:

@@ -57,14 +57,30 @@ def _nonempty_str(x: Any) -> bool:
     return isinstance(x, str) and bool(x)
 
 
+def _is_seed_list(x: Any) -> bool:
+    return (
+        isinstance(x, (list, tuple))
+        and bool(x)
+        and all(_is_int(s) and s >= 0 for s in x)
+        and len(set(x)) == len(x)
+    )
+
+
 @dataclass(frozen=True)
 class TaskSection:
     """The proxy task that scores candidates."""
 
     name: str = _spec("mlp_digits_a", "a proxy task name (string)", _nonempty_str, "proxy task registry name")
-    seed: int = _spec(
-        0, "an int >= 0", lambda x: _is_int(x) and x >= 0, "training seed, the same for every candidate"
+    seeds: tuple = _spec(
+        (0,),
+        "a non-empty list of distinct ints >= 0",
+        lambda x: _is_seed_list(x),
+        "training seeds, the same for every candidate; fitness is the mean over them "
+        "(task.seed: N is short for task.seeds: [N])",
     )
+
+    def __post_init__(self):
+        object.__setattr__(self, "seeds", tuple(self.seeds))
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,15 @@ class MetaValidationSection:
 
     task: str | None = _spec(None, "null or a proxy task name", _optional(_nonempty_str), "null disables it")
     every: int = _spec(100, "an int >= 1", _positive_int, "evaluations between two meta-validations")
+    seeds: tuple = _spec(
+        (0,),
+        "a non-empty list of distinct ints >= 0",
+        lambda x: _is_seed_list(x),
+        "training seeds of the meta-validation task; its figures are the means over them",
+    )
+
+    def __post_init__(self):
+        object.__setattr__(self, "seeds", tuple(self.seeds))
 
 
 @dataclass(frozen=True)
@@ -244,7 +269,7 @@ def config_from_dict(data: Any) -> Config:
     Raises:
       ConfigError: naming the key path and the expected form.
     """
-    config = _build(Config, data, "")
+    config = _build(Config, _task_seed_shorthand(data), "")
     search = config.search
     if search.tournament_size >= search.population_size:
         raise ConfigError(
@@ -257,6 +282,21 @@ def config_from_dict(data: Any) -> Config:
     if budget.programs is None and budget.evaluations is None and budget.wall_seconds is None:
         raise ConfigError("budget", "at least one of programs, evaluations, wall_seconds", None)
     return config
+
+
+def _task_seed_shorthand(data: Any) -> Any:
+    """``task.seed: N`` (one seed, the older form) becomes ``task.seeds: [N]``."""
+    if not isinstance(data, dict) or not isinstance(data.get("task"), dict) or "seed" not in data["task"]:
+        return data
+    task = dict(data["task"])
+    seed = task.pop("seed")
+    if "seeds" in task:
+        raise ConfigError(
+            "task.seed", "not given together with task.seeds (task.seed: N is short for seeds: [N])", seed
+        )
+    if not (_is_int(seed) and seed >= 0):
+        raise ConfigError("task.seed", "an int >= 0", seed)
+    return {**data, "task": {**task, "seeds": [seed]}}
 
 
 def _check_names(config: Config) -> None:

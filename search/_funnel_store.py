@@ -82,7 +82,7 @@ def read_records(path: Path) -> list[dict]:
 
 def submit(evaluator: Evaluator, job_id: int, program: Program, task_name: str, seed: int) -> None:
     """The funnel's one call into ``Evaluator.submit``: one seed per job, so workers run seeds in parallel."""
-    evaluator.submit(job_id, program, seed, task_name)
+    evaluator.submit(job_id, program, (seed,), task_name)
 
 
 class FunnelEvaluations:

@@ -27,7 +27,7 @@ from ray.exceptions import GetTimeoutError, RayActorError
 
 from dsl import Program, parse
 
-from ._evaluator import Completed, evaluate_safely, get_task
+from ._evaluator import Completed, evaluate_seeds, get_task
 
 # One compute thread per JAX process: each actor owns one CPU (``num_cpus=1``), and XLA's
 # default thread pool would otherwise make the workers fight over every core.
@@ -52,16 +52,16 @@ class ProxyWorker:
         """The worker's process id, once its main task is built."""
         return os.getpid()
 
-    def evaluate(self, program_text: str, seed: int, task_name: str | None = None):
-        """Train ``program_text`` with ``seed`` on ``task_name`` (None: the main task)."""
-        return evaluate_safely(get_task(task_name or self._main_task), parse(program_text), seed)
+    def evaluate(self, program_text: str, seeds: tuple[int, ...], task_name: str | None = None):
+        """Train ``program_text`` with each of ``seeds`` on ``task_name`` (None: the main task); the mean."""
+        return evaluate_seeds(get_task(task_name or self._main_task), parse(program_text), seeds)
 
 
 @dataclass
 class _Job:
     job_id: int
     program_text: str
-    seed: int
+    seeds: tuple[int, ...]
     task_name: str | None
 
 
@@ -188,11 +188,13 @@ class RayEvaluator:
 
     # -- Evaluator -----------------------------------------------------------------------
 
-    def submit(self, job_id: int, program: Program, seed: int, task_name: str | None = None) -> None:
-        """Queue ``program`` for training with ``seed`` on ``task_name`` (None: main task)."""
+    def submit(
+        self, job_id: int, program: Program, seeds: tuple[int, ...], task_name: str | None = None
+    ) -> None:
+        """Queue ``program`` for training with each of ``seeds`` on ``task_name`` (None: main task)."""
         if self._closed:
             raise RuntimeError("RayEvaluator.submit after close()")
-        self._queue.append(_Job(job_id, program.to_text(), seed, task_name))
+        self._queue.append(_Job(job_id, program.to_text(), seeds, task_name))
         self._dispatch()
 
     def wait(self) -> list[Completed]:
@@ -247,7 +249,7 @@ class RayEvaluator:
             if slot.in_flight >= self._depth:
                 return
             job = self._queue.popleft()
-            ref = slot.actor.evaluate.remote(job.program_text, job.seed, job.task_name)
+            ref = slot.actor.evaluate.remote(job.program_text, job.seeds, job.task_name)
             self._in_flight[ref] = (job, slot, slot.actor)
             slot.in_flight += 1
 

@@ -145,3 +145,21 @@ def test_files_that_are_not_utf8_text_are_config_errors(tmp_path):
         config_from_dict({**BUDGET, "search": {"initial_program": str(not_text)}})
     with pytest.raises(ConfigError, match="^search.initial_program: "):
         config_from_dict({**BUDGET, "search": {"initial_program": str(tmp_path)}})  # a directory
+
+
+def test_task_seeds_and_the_one_seed_shorthand():
+    assert config_from_dict(BUDGET).task.seeds == (0,)
+    assert config_from_dict({**BUDGET, "task": {"seeds": [0, 1]}}).task.seeds == (0, 1)
+    assert config_from_dict({**BUDGET, "task": {"seed": 3}}).task.seeds == (3,)
+    assert config_from_dict({**BUDGET, "meta_validation": {"seeds": [2, 5]}}).meta_validation.seeds == (2, 5)
+    with pytest.raises(ConfigError, match=r"^task.seed: expected not given together with task.seeds"):
+        config_from_dict({**BUDGET, "task": {"seed": 0, "seeds": [0, 1]}})
+    with pytest.raises(ConfigError, match=r"^task.seed: expected an int >= 0, got -1"):
+        config_from_dict({**BUDGET, "task": {"seed": -1}})
+    for bad in ([], [1, 1], [0, -2], "0", [0.5]):
+        with pytest.raises(
+            ConfigError, match=r"^task.seeds: expected a non-empty list of distinct ints >= 0"
+        ):
+            config_from_dict({**BUDGET, "task": {"seeds": bad}})
+        with pytest.raises(ConfigError, match=r"^meta_validation.seeds: expected a non-empty list"):
+            config_from_dict({**BUDGET, "meta_validation": {"seeds": bad}})
