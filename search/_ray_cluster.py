@@ -11,8 +11,9 @@ of Ray's retry log lines.
 Ray's token authentication: ``ray start --head`` enables it when the machine has a token
 (``RAY_AUTH_TOKEN``, the file ``RAY_AUTH_TOKEN_PATH``, or ``~/.ray/auth_token``, which any
 local ``ray.init`` creates), but a driver given an explicit address sends the token only
-when ``RAY_AUTH_MODE=token`` is set. ``join`` sets it when a token is available and the
-variable is unset, so the address ``ray start`` printed is enough.
+when ``RAY_AUTH_MODE=token`` is set. When the variable is unset, ``join`` asks the cluster
+without a token first and turns token mode on only if the cluster wants one and this
+machine has it, so the address ``ray start`` printed is enough either way.
 """
 
 from __future__ import annotations
@@ -95,8 +96,7 @@ def join(address: str, runtime_env: dict | None = None) -> None:
     elif address != "auto":
         host, port = _split_address(address)
         _check_listening(address, host, port)
-        token = _use_token_if_available()
-        _probe_gcs(address, token)
+        _probe_gcs(address)
     try:
         ray.init(address=address, runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=False)
     except Exception as error:  # whatever ray.init raises, said as one paragraph
@@ -144,21 +144,12 @@ def _check_ray_client(address: str) -> None:
         ) from None
 
 
-def _use_token_if_available() -> bool:
-    """Send this machine's Ray token when one exists and ``RAY_AUTH_MODE`` is unset.
-
-    Returns:
-      Whether a token will be sent.
-    """
+def _have_token() -> bool:
     try:
         from ray._raylet import AuthenticationTokenLoader
     except ImportError:  # a Ray without token authentication
         return False
-    mode = os.environ.get(AUTH_MODE_ENV)
-    if mode is None and AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
-        _set_token_mode()
-        return True
-    return (mode or "").lower() == "token"
+    return AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True)
 
 
 def _set_token_mode() -> None:
@@ -172,17 +163,34 @@ def _set_token_mode() -> None:
     AuthenticationTokenLoader.instance().reset_cache()
 
 
-def _probe_gcs(address: str, token: bool) -> None:
-    """Ask the cluster's GCS for its id and versions, with Ray's C++ log lines kept off the terminal."""
+def _probe_gcs(address: str) -> None:
+    """Ask the cluster's GCS for its id and versions, with Ray's C++ log lines kept off the terminal.
+
+    A cluster that refuses a request without a token gets this machine's token, if it has
+    one and ``RAY_AUTH_MODE`` is unset: token mode is turned on only for a cluster that
+    uses it (a driver in token mode cannot serve the workers of a cluster without it).
+    """
     try:
         from ray._raylet import InnerGcsClient
         from ray.exceptions import AuthenticationError
     except ImportError:  # an older Ray: ray.init will tell
         return
-    try:
+
+    def ask() -> bytes | None:
         with _stderr_silenced():
             client = InnerGcsClient.standalone(address, None, int(CONNECT_TIMEOUT * 1000))
-            metadata = client.internal_kv_get(b"CLUSTER_METADATA", b"cluster", CONNECT_TIMEOUT)
+            return client.internal_kv_get(b"CLUSTER_METADATA", b"cluster", CONNECT_TIMEOUT)
+
+    token = os.environ.get(AUTH_MODE_ENV, "").lower() == "token"
+    try:
+        try:
+            metadata = ask()
+        except AuthenticationError:
+            if token or AUTH_MODE_ENV in os.environ or not _have_token():
+                raise
+            _set_token_mode()
+            token = True
+            metadata = ask()
     except AuthenticationError:
         if token:
             raise RayConnectionError(
@@ -190,9 +198,10 @@ def _probe_gcs(address: str, token: bool) -> None:
                 f"started with another one. Copy the head node's token (ray get-auth-token, run there) "
                 f"into ~/.ray/auth_token here, or set RAY_AUTH_TOKEN to it (see {DOCS})."
             ) from None
+        mode = f" (RAY_AUTH_MODE={os.environ[AUTH_MODE_ENV]} here)" if AUTH_MODE_ENV in os.environ else ""
         raise RayConnectionError(
             f"the Ray cluster at {address} requires token authentication and this machine has no "
-            f"token. Copy the head node's token (ray get-auth-token, run there) into ~/.ray/auth_token "
+            f"token{mode}. Copy the head node's token (ray get-auth-token, run there) into ~/.ray/auth_token "
             f"here, or set RAY_AUTH_TOKEN to it (see {DOCS})."
         ) from None
     except Exception as error:  # an RpcError: something listens there, but no GCS answers

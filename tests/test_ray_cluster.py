@@ -224,6 +224,11 @@ def test_a_local_run_ignores_a_stale_cluster_file_listens_on_loopback_and_is_qui
 # -- a real cluster --------------------------------------------------------------------
 
 
+# The test keeps all traffic on loopback: Ray keeps a node on 127.0.0.1 only where clusters
+# are "disabled", and a driver must resolve its own IP the same way to find that node.
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
 class Cluster:
     """``ray start --head --block`` in its own process group, temp dir, ports and HOME."""
 
@@ -244,8 +249,7 @@ class Cluster:
         args += ["--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"]
         args += [f"--temp-dir={root / 'ray'}"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "PYTHONPATH"}
-        # Loopback only (Ray keeps a node on 127.0.0.1 only where clusters are "disabled").
-        env.update(HOME=str(home), RAY_TMPDIR=str(root), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+        env.update(HOME=str(home), RAY_TMPDIR=str(root), **LOOPBACK_ONLY)
         self.env = env
         self.log = open(root / "head.log", "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
@@ -265,24 +269,30 @@ class Cluster:
             self.process.wait(timeout=30)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
-        for pid in self._leftovers():
+        for pid in self.leftovers():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        self.process.wait(timeout=30)
+        deadline = time.monotonic() + 30  # the killed ones' new parent reaps them
+        while self.leftovers() and time.monotonic() < deadline:
+            time.sleep(0.5)
         self.log.close()
 
-    def _leftovers(self) -> list[int]:
+    def leftovers(self) -> list[int]:
+        """Live processes (not zombies) of the cluster's process group or under its temp dir."""
         pids = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
             try:
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
                 in_group = os.getpgid(int(entry.name)) == self.process.pid
                 cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if in_group or str(self.root) in cmdline:
+            if state != "Z" and (in_group or str(self.root) in cmdline):
                 pids.append(int(entry.name))
         return pids
 
@@ -324,7 +334,7 @@ def test_joining_a_token_authenticated_cluster_with_the_address_ray_start_printe
         started = time.monotonic()
         refused = symdisc(
             ["run", "tiny.yaml", "--out", "refused", "--address", cluster.address],
-            driver_env(stranger),
+            driver_env(stranger, **LOOPBACK_ONLY),
             root,
             timeout=120,
         )
@@ -337,7 +347,7 @@ def test_joining_a_token_authenticated_cluster_with_the_address_ray_start_printe
         # The machine with the token (as after 'ray start' there), no RAY_AUTH_MODE: the search runs.
         joined = symdisc(
             ["run", "tiny.yaml", "--out", "joined", "--address", cluster.address, "--quiet"],
-            driver_env(home),
+            driver_env(home, **LOOPBACK_ONLY),
             root,
             timeout=900,
         )
@@ -350,5 +360,5 @@ def test_joining_a_token_authenticated_cluster_with_the_address_ray_start_printe
     finally:
         if cluster is not None:
             cluster.stop()
-            assert cluster._leftovers() == []
+            assert cluster.leftovers() == []
         shutil.rmtree(root, ignore_errors=True)
