@@ -362,3 +362,19 @@ def test_joining_a_token_authenticated_cluster_with_the_address_ray_start_printe
             cluster.stop()
             assert cluster.leftovers() == []
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_cluster_of_another_ray_or_python_version_is_refused_with_both_versions():
+    import platform
+
+    from search._ray_cluster import RayConnectionError, _check_versions
+
+    python = platform.python_version()
+    _check_versions("h:1", {"ray_version": ray.__version__, "python_version": python})  # the same: fine
+    with pytest.raises(RayConnectionError) as error:
+        _check_versions("h:1", {"ray_version": "2.9.3", "python_version": python})
+    assert f"runs Ray 2.9.3, this machine Ray {ray.__version__}: Ray needs the same versions" in str(
+        error.value
+    )
+    with pytest.raises(RayConnectionError, match=rf"runs Python 3\.1\.0, this machine Python {python}"):
+        _check_versions("h:1", {"ray_version": ray.__version__, "python_version": "3.1.0"})
