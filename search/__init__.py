@@ -8,6 +8,7 @@ from ._config import Config as Config
 from ._config import ConfigError as ConfigError
 from ._config import config_from_dict as config_from_dict
 from ._config import load_config as load_config
+from ._config import load_yaml as load_yaml
 from ._evaluator import Completed as Completed
 from ._evaluator import Evaluator as Evaluator
 from ._evaluator import InProcessEvaluator as InProcessEvaluator

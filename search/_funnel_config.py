@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from ._config import ConfigError, WorkersSection, _build, _is_int, _is_number, _nonempty_str, _spec
+from ._config import ConfigError, WorkersSection, _build, _is_int, _is_number, _nonempty_str, _spec, load_yaml
 
 DEFAULT_STAGE_SEEDS = (1, 2, 3, 4, 5)
 
@@ -226,9 +226,7 @@ def load_funnel_config(path: str | Path) -> FunnelConfig:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(str(path), "valid YAML", str(error).splitlines()[0]) from None
+        data = load_yaml(path)  # the search config's safe loader: size, alias and repeated-key checks
     except OSError as error:
         raise ConfigError(str(path), "a readable funnel config file", error.strerror) from None
     try:
