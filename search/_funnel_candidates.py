@@ -51,7 +51,7 @@ class CandidateError(ValueError):
 
 
 def search_task(run_dirs: list[str]) -> tuple[str, list[int]]:
-    """The task every run searched on, and each run's training seed.
+    """The task every run searched on, and the training seeds of every run.
 
     Raises:
       CandidateError: if a directory is not a run, or the runs searched different tasks.
@@ -63,7 +63,7 @@ def search_task(run_dirs: list[str]) -> tuple[str, list[int]]:
         except Exception as error:  # RunDirectoryError, ConfigError: one clear line either way
             raise CandidateError(f"{path}: {error}") from None
         tasks[path] = config.task.name
-        seeds.append(config.task.seed)
+        seeds.extend(config.task.seeds)
     if len(set(tasks.values())) > 1:
         found = ", ".join(f"{path}: {task}" for path, task in tasks.items())
         raise CandidateError(f"the runs searched different tasks ({found}); their fitness does not compare")
