@@ -7,11 +7,12 @@ import os
 import sys
 
 from dsl import _cli as dsl_cli
+from dsl import _tools_cli as dsl_tools_cli
 from proxy_tasks import _cli as proxy_tasks_cli
 from search import _cli as search_cli
 
 # Each module has register(subparsers); a subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = [dsl_cli, search_cli, proxy_tasks_cli]
+COMMAND_MODULES = [dsl_cli, search_cli, proxy_tasks_cli, dsl_tools_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:
