@@ -11,9 +11,11 @@ every candidate is run on the same weights and gradients (its state evolves from
 Each library optimizer is a candidate whose constants have names (``CONSTANTS``): the
 learning rate and weight decay enter the update linearly (``lr * (direction + wd * w)``)
 and are solved for exactly by weighted least squares; the betas (at most two) are
-searched on a grid in ``log10(1 - beta)`` that zooms in around the best point. Sign-based
-candidates have a staircase loss in the betas (a beta matters only where it flips a
-sign), which a zooming grid handles and a gradient method would not. Library programs
+searched on a grid in ``log10(1 - beta)`` that moves with the best point and shrinks.
+Sign-based candidates have a staircase loss in the betas (a beta matters only where it
+flips a sign; every sign right is a narrow well on a plateau): they are searched first
+with a soft sign ``x / (|x| + s * mean|x|)`` (s = 0.3, then 0.03) to find the basin, then
+with the exact sign on a dense grid around it. Library programs
 that differ only in their constants (``ablation_0.9``, ``ablation_0.99``) are fitted once
 and named after the one whose constants are nearest.
 
@@ -237,14 +239,34 @@ def candidates() -> tuple[_Candidate, ...]:
     return tuple(result)
 
 
+def _soft_sign(softness: float) -> Callable:
+    """``x / (|x| + softness * mean|x|)``, the mean over each probe array: a sign whose
+    fitted betas move the loss continuously (``sign`` itself gives a staircase)."""
+    bounds = np.cumsum([0, *(math.prod(shape) for shape in PROBE_SHAPES)])
+
+    def soft(x):
+        x = np.asarray(x)
+        if x.ndim < 1 or x.shape[-1] != bounds[-1]:
+            return np.sign(x)
+        scale = np.concatenate(
+            [np.broadcast_to(np.mean(np.abs(x[..., a:b]), -1, keepdims=True), (*x.shape[:-1], b - a))
+             for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
+            axis=-1,
+        )  # fmt: skip
+        return x / (np.abs(x) + softness * scale + 1e-30)
+
+    return soft
+
+
 def _run_batch(
-    candidate: _Candidate, rows: np.ndarray, weights: np.ndarray, gradients: np.ndarray
+    candidate: _Candidate, rows: np.ndarray, weights: np.ndarray, gradients: np.ndarray, softness: float = 0.0
 ) -> np.ndarray:
     """Updates ``(B, T, S, N)`` of a candidate for each row of constants ``(B, n)``.
 
     Candidates are elementwise (checked in ``candidates``), so the probe's arrays run as
     one ``(S, N)`` block in NumPy float32 (the registry's NumPy kernels), with every row of
     constants at once along a leading axis; ``weights`` and ``gradients`` are ``(T, S, N)``.
+    With ``softness`` > 0, ``sign`` is replaced by ``_soft_sign(softness)``.
     """
     program = candidate.program
     columns = np.asarray(rows, np.float64).T[..., None, None]  # (n, B, 1, 1)
@@ -253,7 +275,10 @@ def _run_batch(
         place: np.asarray(value, np.float32)
         for place, value in candidate.overrides(dict(zip(candidate.names, columns, strict=True))).items()
     }
-    ops = [OPS[s.op].numpy_fn() for s in program.statements]
+    ops = [
+        _soft_sign(softness) if s.op == "sign" and softness > 0 else OPS[s.op].numpy_fn()
+        for s in program.statements
+    ]
     shape = (len(rows), *weights.shape[1:])
     state = [np.zeros(shape, np.float32) for _ in program.state]
     updates = np.empty((PROBE_STEPS, *shape), np.float32)
@@ -280,6 +305,10 @@ FULL_GRID = {1: 21, 2: 9}
 LOCAL_HALF_WIDTH = {1: 4, 2: 2}
 BETA_TOLERANCE = 1e-4
 MAX_ROUNDS = 100
+SOFTNESS = (0.3, 0.03)
+DENSE_SPACING = 2.5e-4
+DENSE_HALF_WIDTH = {1: 0.02, 2: 0.008}
+CHUNK_ROWS = 512
 """The local grid has 2 * half + 1 points per beta and shrinks by a factor ``half`` (so it
 still reaches one old spacing around its centre); the search stops when its spacing in
 log10(1 - beta) is below BETA_TOLERANCE (a relative precision of 2.3e-4 in 1 - beta)."""
@@ -330,10 +359,11 @@ class _Target:
         self.weight = np.where(finite, weight, 0.0)
         self.norm = float(np.sqrt(np.sum((self.weight * self.clean) ** 2))) or 1.0
 
-    def candidate_updates(self, candidate: _Candidate, rows) -> np.ndarray:
-        return _run_batch(candidate, np.asarray(rows), self.weights_seen, self.gradients).astype(np.float64)
+    def candidate_updates(self, candidate: _Candidate, rows, softness: float = 0.0) -> np.ndarray:
+        updates = _run_batch(candidate, np.asarray(rows), self.weights_seen, self.gradients, softness)
+        return updates.astype(np.float64)
 
-    def solve_linear(self, candidate: _Candidate, nonlinear: np.ndarray) -> tuple:
+    def solve_linear(self, candidate: _Candidate, nonlinear: np.ndarray, softness: float = 0.0) -> tuple:
         """For each row of betas: the relative error with the best learning rate and weight
         decay (solved by weighted least squares), and those two."""
         has_decay = "weight_decay" in candidate.names
@@ -344,7 +374,13 @@ class _Target:
                 values = dict(zip(candidate.nonlinear, betas, strict=True))
                 values.update(learning_rate=1.0, weight_decay=decay)
                 rows.append([values[n] for n in candidate.names])
-        updates = self.candidate_updates(candidate, rows)
+        if batch > CHUNK_ROWS:  # bound the memory of one batch
+            parts = [
+                self.solve_linear(candidate, nonlinear[i : i + CHUNK_ROWS], softness)
+                for i in range(0, batch, CHUNK_ROWS)
+            ]
+            return tuple(None if p[0] is None else np.concatenate(p) for p in zip(*parts, strict=True))
+        updates = self.candidate_updates(candidate, rows, softness)
         weighted = (updates * self.weight).reshape(len(rows), -1)
         columns = [weighted[:batch]]
         if has_decay:
@@ -368,7 +404,19 @@ class _Target:
         return error, learning_rate, decay
 
 
-def _grid_search(loss: Callable[[np.ndarray], np.ndarray], dims: int) -> np.ndarray:
+def _dense_scan(loss: Callable[[np.ndarray], np.ndarray], center: np.ndarray) -> np.ndarray:
+    """The best point of a dense grid (spacing DENSE_SPACING) within DENSE_HALF_WIDTH of center."""
+    half = DENSE_HALF_WIDTH[len(center)]
+    axis = np.arange(-half, half + DENSE_SPACING / 2, DENSE_SPACING)
+    offsets = np.stack(np.meshgrid(*[axis] * len(center), indexing="ij"), axis=-1).reshape(-1, len(center))
+    grid = np.clip(center + offsets, *BETA_RANGE)
+    losses = loss(grid)
+    return grid[int(np.argmin(losses))]
+
+
+def _grid_search(
+    loss: Callable[[np.ndarray], np.ndarray], dims: int, start: np.ndarray | None = None, spacing: float = 0.0
+) -> np.ndarray:
     """The point of ``[BETA_RANGE]^dims`` with the smallest loss.
 
     A full grid first, then a small grid around the best point so far that moves with it
@@ -377,11 +425,15 @@ def _grid_search(loss: Callable[[np.ndarray], np.ndarray], dims: int) -> np.ndar
     flat in beta2 (Adam's) is searched finely in one and widely in the other.
     """
     lo, hi = BETA_RANGE
-    axes = [np.linspace(lo, hi, FULL_GRID[dims])] * dims
-    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, dims)
+    if start is None:
+        axes = [np.linspace(lo, hi, FULL_GRID[dims])] * dims
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, dims)
+        spacing = (hi - lo) / (FULL_GRID[dims] - 1)
+    else:
+        grid = start[None, :]
     losses = loss(grid)
     best, best_loss = grid[int(np.argmin(losses))], float(np.min(losses))
-    spacing = np.full(dims, (hi - lo) / (FULL_GRID[dims] - 1))
+    spacing = np.full(dims, spacing)
     half = LOCAL_HALF_WIDTH[dims]
     offsets = np.arange(-half, half + 1)
     steps = np.stack(np.meshgrid(*[offsets] * dims, indexing="ij"), axis=-1).reshape(-1, dims)
@@ -406,7 +458,20 @@ def _betas(log_gaps: np.ndarray) -> np.ndarray:
 def _fit(candidate: _Candidate, target: _Target) -> CandidateFit:
     dims = len(candidate.nonlinear)
     if dims:
-        best = _grid_search(lambda grid: target.solve_linear(candidate, _betas(grid))[0], dims)
+
+        def loss(softness: float) -> Callable:
+            return lambda grid: target.solve_linear(candidate, _betas(grid), softness)[0]
+
+        if any(s.op == "sign" for s in candidate.program.statements):
+            # Soft signs find the basin; exact signs then leave a plateau with a narrow
+            # well at the answer (every sign right), found by a dense scan.
+            best = _grid_search(loss(SOFTNESS[0]), dims)
+            for softness in SOFTNESS[1:]:
+                best = _grid_search(loss(softness), dims, start=best, spacing=0.05)
+            best = _dense_scan(loss(0.0), best)
+            best = _grid_search(loss(0.0), dims, start=best, spacing=DENSE_SPACING)
+        else:
+            best = _grid_search(loss(0.0), dims)
         betas = _betas(best[None, :])
     else:
         betas = np.zeros((1, 0))

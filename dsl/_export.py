@@ -91,13 +91,15 @@ def _definition(name: str) -> str:
 
 
 def _safe_names(program: Program) -> dict[str, str]:
-    """Program variable -> Python local name (renamed only if it is a keyword or ``op_*``)."""
+    """Program variable -> Python local name: a keyword or an ``op_*`` name gets a ``v_`` prefix."""
     names = {*program.inputs, *(s.target for s in program.statements)}
     renamed = {}
     for name in sorted(names):
         new = name
-        while keyword.iskeyword(new) or new.startswith("op_") or (new != name and new in names):
-            new += "_"
+        if keyword.iskeyword(name) or name.startswith("op_"):
+            new = f"v_{name}"
+            while new in names or new in renamed.values():
+                new += "_"
         renamed[name] = new
     return renamed
 

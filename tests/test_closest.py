@@ -10,15 +10,15 @@ import pytest
 import dsl
 from dsl import _closest, library
 
-# Tolerances for recovering perturbed constants. The learning rate and weight decay are
-# solved exactly (least squares), so they come back to float32 rounding; 1e-3 relative
-# leaves room for the betas' error feeding into them. The betas are searched to 1e-6 in
-# log10(1 - beta) for smooth optimizers; for sign-based ones every beta that gives the
-# same signs on the probe fits equally well (measured width of that set: under 1% of
-# 1 - beta here), so 1 - beta is checked to 3% relative for all.
-RATE_TOLERANCE = 1e-3
-DECAY_TOLERANCE = 1e-2
-BETA_TOLERANCE = 0.03
+# Tolerances for recovering perturbed constants, (1 - beta, learning rate, weight decay),
+# relative. Smooth optimizers: the betas are searched to 2e-4 of 1 - beta and the learning
+# rate and weight decay solved exactly, so 1%, 0.1% and 1% leave room for float32 rounding.
+# Sign-based ones: a beta matters only where it flips a sign, and on the probe a band of
+# betas a few percent of 1 - beta wide gives identical signs (measured: up to 5% for
+# Lion's beta1); one sign flipped more or less moves the fitted weight decay, which is a
+# small term, by up to 7%. So 10%, 1% and 10%.
+SMOOTH_TOLERANCE = (0.01, 1e-3, 0.01)
+SIGN_TOLERANCE = (0.10, 0.01, 0.10)
 
 
 def body(text: str, signature: str = "w, g, m, lr", returns: str = "update, m") -> dsl.Program:
@@ -65,15 +65,20 @@ def test_fitted_program_substitutes_every_occurrence_and_derived_constants():
     assert any(math.isclose(c, (rho_infinity - 4) * (rho_infinity - 2)) for c in constants)
 
 
-def assert_recovered(fitted: dict[str, float], true: dict[str, float]):
+def assert_recovered(fitted: dict[str, float], true: dict[str, float], sign_based: bool):
+    beta_tolerance, rate_tolerance, decay_tolerance = SIGN_TOLERANCE if sign_based else SMOOTH_TOLERANCE
     assert set(fitted) == set(true)
     for key, value in true.items():
         if key == "learning_rate":
-            assert fitted[key] == pytest.approx(value, rel=RATE_TOLERANCE), key
+            assert fitted[key] == pytest.approx(value, rel=rate_tolerance), key
         elif key == "weight_decay":
-            assert fitted[key] == pytest.approx(value, rel=DECAY_TOLERANCE), key
+            assert fitted[key] == pytest.approx(value, rel=decay_tolerance), key
         else:
-            assert 1 - fitted[key] == pytest.approx(1 - value, rel=BETA_TOLERANCE), key
+            assert 1 - fitted[key] == pytest.approx(1 - value, rel=beta_tolerance), key
+
+
+def uses_sign(name: str) -> bool:
+    return any(s.op == "sign" for s in library.load(name).statements)
 
 
 @pytest.mark.slow
@@ -82,8 +87,8 @@ def test_perturbed_library_optimizer_is_named_and_its_constants_recovered(name):
     program, constants = perturbed(name, seed=sum(map(ord, name)))
     match = dsl.closest_optimizer(program)
     assert match.name == name, match.report()
-    assert_recovered(match.constants, constants)
-    assert match.error < 1e-3
+    assert_recovered(match.constants, constants, uses_sign(name))
+    assert match.error < (0.05 if uses_sign(name) else 1e-3)  # 0.05: a sign or two flipped
     assert match.sign_agreement > 0.999
     assert match.ranking[0] is match.best and len(match.ranking) == len(_closest.candidates())
     assert match.lion_family == (name in _closest.LION_FAMILY)
@@ -94,9 +99,9 @@ def test_lion_with_language_model_betas():
     constants = {"beta1": 0.95, "beta2": 0.98, "weight_decay": 0.1, "learning_rate": 3e-5}
     match = dsl.closest_optimizer(lion.fitted_program(constants))
     assert match.name == "lion"
-    assert_recovered(match.constants, constants)
+    assert_recovered(match.constants, constants, sign_based=True)
     assert match.lion_family and match.is_lion
-    assert match.beta1 == pytest.approx(0.95, rel=1e-3) and match.beta2 == pytest.approx(0.98, rel=1e-3)
+    assert match.beta1 == pytest.approx(0.95, abs=0.005) and match.beta2 == pytest.approx(0.98, abs=0.002)
     report = match.report()
     assert report.startswith("closest known optimizer: lion")
     assert "Lion family: yes" in report and "Lion (beta2 - beta1 >= 0.04): yes" in report
@@ -128,7 +133,7 @@ def test_sign_written_another_way_is_lion_and_an_unused_slot_does_not_count():
 def test_single_beta_sign_is_lion_family_but_not_lion():
     match = dsl.closest_optimizer(library.load("signum"))
     assert match.name == "signum" and match.lion_family and not match.is_lion
-    assert match.beta1 == match.beta2 == pytest.approx(0.9, rel=1e-3)
+    assert match.beta1 == match.beta2 == pytest.approx(0.9, abs=0.01)
 
 
 def test_momentum_has_lion_signs_but_is_not_lion_family():

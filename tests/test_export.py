@@ -211,3 +211,18 @@ def test_variable_names_that_would_clash_are_renamed():
 def test_a_program_that_does_not_type_check_is_not_exported():
     with pytest.raises(dsl.ProgramError, match="must be a tree"):
         dsl.export_module(dsl.parse("def train(w, g, lr):\n  update = norm(g)\n  return update\n"))
+
+
+def test_export_command(tmp_path, capsys):
+    from symdisc.cli import main
+
+    out = tmp_path / "lion_opt.py"
+    assert main(["export", "lion", "--out", str(out)]) == 0
+    assert out.read_text() == dsl.export_module(library.load("lion"), name="lion")
+    assert main(["export", "adamw"]) == 0
+    assert capsys.readouterr().out == dsl.export_module(library.load("adamw"), name="adamw")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("def train(w, g, lr):\n  update = norm(g)\n  return update\n")
+    assert main(["export", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert "line 3:" in captured.err and "must be a tree" in captured.err and captured.out == ""
