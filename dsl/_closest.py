@@ -14,7 +14,7 @@ and are solved for exactly by weighted least squares; the betas (at most two) ar
 searched on a grid in ``log10(1 - beta)`` that moves with the best point and shrinks.
 Sign-based candidates have a staircase loss in the betas (a beta matters only where it
 flips a sign; every sign right is a narrow well on a plateau): they are searched first
-with a soft sign ``x / (|x| + s * mean|x|)`` (s = 0.3, then 0.03) to find the basin, then
+with a soft sign ``x / (|x| + s * mean|x|)`` (s = 0.1, then 0.01) to find the basin, then
 with the exact sign on a dense grid around it. Library programs
 that differ only in their constants (``ablation_0.9``, ``ablation_0.99``) are fitted once
 and named after the one whose constants are nearest.
@@ -301,11 +301,11 @@ def _run_batch(
 
 BETA_RANGE = (-5.0, 0.0)
 """Search range of log10(1 - beta): beta from 0 to 0.99999."""
-FULL_GRID = {1: 21, 2: 9}
+FULL_GRID = {1: 41, 2: 21}
 LOCAL_HALF_WIDTH = {1: 4, 2: 2}
 BETA_TOLERANCE = 1e-4
 MAX_ROUNDS = 100
-SOFTNESS = (0.3, 0.03)
+SOFTNESS = (0.1, 0.01)
 DENSE_SPACING = 2.5e-4
 DENSE_HALF_WIDTH = {1: 0.02, 2: 0.008}
 CHUNK_ROWS = 512
@@ -463,13 +463,18 @@ def _fit(candidate: _Candidate, target: _Target) -> CandidateFit:
             return lambda grid: target.solve_linear(candidate, _betas(grid), softness)[0]
 
         if any(s.op == "sign" for s in candidate.program.statements):
-            # Soft signs find the basin; exact signs then leave a plateau with a narrow
-            # well at the answer (every sign right), found by a dense scan.
-            best = _grid_search(loss(SOFTNESS[0]), dims)
+            # Exact signs leave a plateau with a narrow well at the answer (every sign
+            # right): two routes to its basin (soft signs; exact signs), each finished by
+            # a dense scan; the better one wins.
+            soft = _grid_search(loss(SOFTNESS[0]), dims)
             for softness in SOFTNESS[1:]:
-                best = _grid_search(loss(softness), dims, start=best, spacing=0.05)
-            best = _dense_scan(loss(0.0), best)
-            best = _grid_search(loss(0.0), dims, start=best, spacing=DENSE_SPACING)
+                soft = _grid_search(loss(softness), dims, start=soft, spacing=0.05)
+            finished = []
+            for start in (soft, _grid_search(loss(0.0), dims)):
+                point = _dense_scan(loss(0.0), start)
+                finished.append(_grid_search(loss(0.0), dims, start=point, spacing=DENSE_SPACING))
+            finished = np.asarray(finished)
+            best = finished[int(np.argmin(loss(0.0)(finished)))]
         else:
             best = _grid_search(loss(0.0), dims)
         betas = _betas(best[None, :])
