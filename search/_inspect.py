@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+import dsl
 from dsl import Program, analyze, parse
 
 from ._config import Config, ConfigError
@@ -355,15 +356,5 @@ def marked_program(program: Program | str) -> str:
 
 
 def closest_optimizer_report(program: Program) -> str:
-    """``dsl.closest_optimizer(program).report()``: the known optimizer nearest to ``program``.
-
-    Raises:
-      InspectError: if this ``dsl`` has no ``closest_optimizer``.
-    """
-    try:
-        from dsl import closest_optimizer  # imported here: inspect works without it
-    except ImportError:
-        raise InspectError(
-            "the closest known optimizer needs dsl.closest_optimizer, which this installation lacks"
-        ) from None
-    return closest_optimizer(program).report()
+    """``dsl.closest_optimizer(program).report()``: the known optimizer nearest to ``program``."""
+    return dsl.closest_optimizer(program).report()

@@ -15,7 +15,15 @@ from search import _funnel_cli as funnel_cli
 from search import _inspect_cli as inspect_cli
 
 # Each module has register(subparsers); a subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = [dsl_cli, dsl_simplify_cli, dsl_tools_cli, search_cli, proxy_tasks_cli, inspect_cli, funnel_cli]
+COMMAND_MODULES = [
+    dsl_cli,
+    dsl_simplify_cli,
+    dsl_tools_cli,
+    search_cli,
+    proxy_tasks_cli,
+    inspect_cli,
+    funnel_cli,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

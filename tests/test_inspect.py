@@ -149,15 +149,8 @@ def test_inspect_best_prints_the_program_and_its_lineage(run_path, capsys):
 
 
 def _check_closest(code, captured, program):
-    if hasattr(dsl, "closest_optimizer"):
-        assert code == 0
-        assert dsl.closest_optimizer(program).report().strip() in captured.out
-    else:  # the closest-optimizer branch is not merged here yet: a clear one-line error
-        assert code == 1
-        assert captured.err == (
-            "symdisc inspect: the closest known optimizer needs dsl.closest_optimizer, "
-            "which this installation lacks\n"
-        )
+    assert code == 0
+    assert dsl.closest_optimizer(program).report().strip() in captured.out
 
 
 def test_inspect_a_program_marks_redundant_lines(tmp_path, capsys):
