@@ -15,6 +15,7 @@ from ._execute import execute as execute
 from ._execute import to_optax as to_optax
 from ._export import export_module as export_module
 from ._fingerprint import fingerprint as fingerprint
+from ._fingerprint import probe_updates as probe_updates
 from ._hero import HERO_DIFFERENCES as HERO_DIFFERENCES
 from ._hero import from_hero as from_hero
 from ._ops import DIVISION_EPSILON as DIVISION_EPSILON

@@ -3,7 +3,9 @@
 Only misses are trained (arXiv:2302.06675, section 2.2). The hash comes from abstract execution
 (renamed variables and dead statements do not change it); the fingerprint is the
 update on a fixed probe input, so algebraically equal programs share it too. Lookups go
-hash first, then fingerprint; the fingerprint is only computed on a hash miss.
+hash first, then fingerprint; the fingerprint is only computed on a hash miss, and a program
+whose probe updates are not all finite has none (NaN and inf carry no magnitude, so they would
+merge unrelated programs).
 """
 
 from __future__ import annotations

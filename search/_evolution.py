@@ -203,7 +203,10 @@ class Search:
     ) -> None:
         individual_id = self.state.next_id
         self.state.next_id += 1
-        result, hit, probe = self.cache.lookup(facts.hash, lambda: fingerprint(facts.analysis))
+        # finite_only: NaN/inf probe values would make unrelated programs share a fingerprint
+        result, hit, probe = self.cache.lookup(
+            facts.hash, lambda: fingerprint(facts.analysis, finite_only=True)
+        )
         pending = Pending(
             id=individual_id,
             parent=parent,

@@ -96,7 +96,7 @@ def gather_candidates(run_dirs: list[str], top_k: int, island_best: bool) -> lis
             analysis = analyze(parse(record["program"]))
             if not analysis.valid:
                 return False
-            probe = fingerprint(analysis.pruned)
+            probe = fingerprint(analysis.pruned, finite_only=True)  # None: NaN/inf identify no function
             twin = analysis.hash if analysis.hash in chosen else by_fingerprint.get(probe)
             if twin is None:
                 chosen[analysis.hash] = dict(
@@ -109,7 +109,8 @@ def gather_candidates(run_dirs: list[str], top_k: int, island_best: bool) -> lis
                     fingerprint=probe,
                     reasons=[reason],
                 )
-                by_fingerprint[probe] = analysis.hash
+                if probe is not None:
+                    by_fingerprint[probe] = analysis.hash
                 return True
         if reason not in chosen[twin]["reasons"]:
             chosen[twin]["reasons"].append(reason)

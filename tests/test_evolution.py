@@ -368,3 +368,38 @@ def test_one_tournament_per_child_whose_winner_is_mutated_until_valid(tmp_path, 
     bred = [r for r in records if r["mutation"] != "initial"]
     assert search.stats()["generated"] > len(bred)  # some children were invalid and re-mutated
     assert tournaments == [r["parent"] for r in bred]
+
+
+# Trains on small gradients but is NaN on the fingerprint's probe (arctanh of |g| >= 1), as
+# are most of its children: before the fix they all shared one fingerprint, and a child
+# that fails training (m * log(v) from zero state) was handed this program's fitness.
+NAN_ON_THE_PROBE = """def train(w, g, m, v, lr):
+  m = arctanh(g)
+  g2 = square(g)
+  m = interp(lr, lr, m)
+  v = interp(g2, v, 0.7934)
+  sqrt_v = sqrt(v)
+  update = g / sqrt_v
+  lr = m * 0.0216
+  update = update * lr
+  return update, m, v
+"""
+
+
+def test_programs_that_are_not_finite_on_the_probe_get_no_fingerprint_and_no_fingerprint_hit(tmp_path):
+    from dsl import fingerprint, probe_updates
+
+    start = tmp_path / "start.txt"
+    start.write_text(NAN_ON_THE_PROBE)
+    assert fingerprint(NAN_ON_THE_PROBE, finite_only=True) is None
+    failing = "def train(w, g, m, v, lr):\n  lr = log(v)\n  update = m * lr\n  return update, m, v\n"
+    assert fingerprint(failing) == fingerprint(NAN_ON_THE_PROBE)  # the collision the search must not use
+    config = make_config(search={"initial_program": str(start)}, budget={"programs": 80})
+    _, records = run_search(tmp_path / "run", config)
+    non_finite = [
+        r
+        for r in records
+        if not all(np.isfinite(leaf).all() for update in probe_updates(r["program"]) for leaf in update)
+    ]
+    assert len(non_finite) > 10  # the test exercises the case
+    assert all(r["fingerprint"] is None and r["cache_hit"] != "fingerprint" for r in non_finite)
