@@ -3,7 +3,9 @@
 ``get(name).evaluate(program, seed)`` trains a small model with a DSL program and
 returns a ``Result`` (fitness: higher is better). The program runs as data through a
 compiled interpreter (``_interpreter.py``), so evaluating a new program does not
-compile anything.
+compile anything. Every dataset has disjoint train, validation and test splits: fitness
+is measured on validation, ``Result.test_fitness`` on test (for reports, never for
+selection). ``tune`` / ``tuned`` tune a program's learning rate and weight decay.
 """
 
 from ._data import load_digits_dataset as load_digits_dataset

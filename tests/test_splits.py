@@ -88,6 +88,7 @@ def test_mlp_test_metric_is_the_accuracy_on_the_test_images():
     assert result.test_fitness == result.test_metric
 
 
+@pytest.mark.slow  # compiles a char LM with two metric passes over 46k characters
 def test_charlm_test_metric_is_the_log_perplexity_of_the_test_text():
     config = proxy_tasks.TaskConfig(
         name="charlm_test_split",
