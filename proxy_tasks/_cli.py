@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     )
     tune.add_argument("program", help="a program file, or a library name")
     tune.add_argument("--task", required=True, help="proxy task name")
-    tune.add_argument("--seeds", type=int, default=1, help="seeds averaged per grid point; default 1")
+    tune.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 averaged per grid point; default 3")
     tune.add_argument("--out", help="write the tuned program to this file")
     tune.set_defaults(func=cmd_tune)
 
@@ -103,6 +103,8 @@ def cmd_tune(args) -> int:
         print(f"{lr:>10.3g} {'-' if wd is None else f'{wd:.3g}':>12} {fitness:>8.4f}")
     wd_text = "none" if result.weight_decay is None else f"{result.weight_decay:.3g}"
     print(f"best: lr {result.lr:.3g}, weight_decay {wd_text}: fitness {result.fitness:.4f} on {task.name}")
+    if result.bound_hit:  # the grid grew as far as it may and the best is still on its edge
+        print(f"warning: {' and '.join(result.bound_hit)} still on the grid's edge at the growth bound")
     if args.out:
         Path(args.out).write_text(result.program.to_text())
         print(f"wrote {args.out}")
