@@ -14,6 +14,8 @@ compute) and C (~100x); names are ``<family>_<size>``:
 * ``zipf_teacher_{a,b,c}``: an MLP student of a fixed random teacher with noisy,
   Zipf-distributed labels, fresh examples almost every step (``_teacher.py``); fitness is
   minus the validation cross-entropy. Designed in docs/proxy_design.md.
+* ``markov_lm_{a,b,c}``: the character LM's Transformer on a generated language (a random
+  order-2 Markov source), fresh sequences (``_markov.py``); docs/proxy_design.md.
 
 All use the cosine schedule (1.0 decaying to 0) unless a config says otherwise.
 Tasks are built on first use and cached (one compilation each).
@@ -53,6 +55,7 @@ def _family_configs(family: str, sizes: dict[str, dict]) -> dict[str, TaskConfig
 
 def _all_configs() -> dict[str, TaskConfig]:
     from ._charlm import CHARLM_SIZES
+    from ._markov import MARKOV_SIZES
     from ._teacher import TEACHER_SIZES
     from ._vit import VIT_SIZES
 
@@ -60,6 +63,7 @@ def _all_configs() -> dict[str, TaskConfig]:
     configs.update(_family_configs("vit_digits", VIT_SIZES))
     configs.update(_family_configs("charlm", CHARLM_SIZES))
     configs.update(_family_configs("zipf_teacher", TEACHER_SIZES))
+    configs.update(_family_configs("markov_lm", MARKOV_SIZES))
     return configs
 
 
@@ -109,6 +113,10 @@ def build(task_config: TaskConfig) -> Task:
         return Task(
             task_config, make_teacher_student(task_config.model), load_teacher_dataset(task_config.model)
         )
+    if family == "markov_lm":
+        from ._markov import load_markov_dataset, make_markov_lm
+
+        return Task(task_config, make_markov_lm(task_config.model), load_markov_dataset(task_config.model))
     raise ValueError(f"task {task_config.name!r}: unknown family {family!r}")
 
 
