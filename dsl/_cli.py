@@ -26,7 +26,9 @@ def register(subparsers) -> None:
         "--graph", action="store_true", help="print the dataflow graph as Graphviz DOT text instead"
     )
     show.add_argument(
-        "--png", metavar="PATH", help="with --graph: also render it to a PNG (needs Graphviz's 'dot')"
+        "--png",
+        metavar="PATH",
+        help="with --graph: also draw it to a PNG (with Graphviz's 'dot' if installed, else networkx+matplotlib)",
     )
     show.set_defaults(func=cmd_show)
 
@@ -71,18 +73,30 @@ def cmd_show(args) -> int:
     if not args.graph:
         print(program.to_text(), end="")
         return 0
-    dot_text = to_dot(dataflow(program))
+    graph = dataflow(program)
+    dot_text = to_dot(graph)
     print(dot_text, end="")
     if args.png:
-        return _render_png(dot_text, args.png)
+        return _render_png(graph, dot_text, args.png)
     return 0
 
 
-def _render_png(dot_text: str, path: str) -> int:
+def _render_png(graph, dot_text: str, path: str) -> int:
+    """Draw with Graphviz's ``dot`` when it is installed, else with networkx and matplotlib."""
     dot = shutil.which("dot")
     if dot is None:
-        print("Graphviz 'dot' is not installed: printed the DOT text, wrote no PNG", file=sys.stderr)
-        return 1
+        from ._dataflow_png import draw_dataflow_png  # imports matplotlib, which is slow
+
+        try:
+            draw_dataflow_png(graph, path)
+        except OSError as error:
+            print(f"cannot write {path}: {error}", file=sys.stderr)
+            return 1
+        print(
+            f"wrote {path} (drawn with networkx and matplotlib: Graphviz 'dot' is not installed)",
+            file=sys.stderr,
+        )
+        return 0
     completed = subprocess.run([dot, "-Tpng", "-o", path], input=dot_text, text=True, capture_output=True)
     if completed.returncode != 0:
         print(f"dot failed: {completed.stderr.strip()}", file=sys.stderr)

@@ -128,14 +128,24 @@ def probe_updates(program: Program | str | Analysis) -> list[tuple[np.ndarray, .
     return updates
 
 
-def fingerprint(program: Program | str | Analysis) -> str:
+def fingerprint(program: Program | str | Analysis, *, finite_only: bool = False) -> str | None:
     """Hex digest of the rounded updates of ``program`` (or of an ``Analysis``) on the fixed probe.
+
+    Args:
+      program: a program, its text, or its ``Analysis``.
+      finite_only: return None when any probe update is NaN or infinite. A fitness cache
+        must ask for this: NaN and inf are tokens without a magnitude, so every program
+        whose probe updates are non-finite at the same places shares one fingerprint,
+        whatever it computes elsewhere (``m * log(v)`` from zero state is NaN on the probe
+        and fails training; another NaN-on-the-probe program may train well).
 
     Raises:
       ProgramError: if the program is not valid.
     """
     flat = np.concatenate([leaf.ravel() for update in probe_updates(program) for leaf in update])
     finite = np.isfinite(flat)
+    if finite_only and not finite.all():
+        return None
     with np.errstate(all="ignore"):
         rounded = np.where(finite, _round_relative(np.where(finite, flat, 0.0)), 0.0)
     tokens = np.where(finite, 0, np.where(np.isnan(flat), 1, np.where(flat > 0, 2, 3))).astype(np.int8)

@@ -22,3 +22,6 @@ from ._task import Model as Model
 from ._task import Result as Result
 from ._task import Task as Task
 from ._task import TaskConfig as TaskConfig
+from ._tune import TuneResult as TuneResult
+from ._tune import tune as tune
+from ._tune import tuned as tuned

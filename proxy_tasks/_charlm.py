@@ -48,8 +48,8 @@ CHARLM_DEFAULTS = {
 }
 
 CHARLM_SIZES = {
-    # The search proxy: one narrow block on 16-character windows, 64k tokens and
-    # about 4.7 GFLOP per run: 0.24-0.25 s per interpreted AdamW evaluation on one core.
+    # The search proxy: one narrow block on 16-character windows, 64k training tokens and
+    # about 4.7 GFLOP per run.
     "a": dict(seq_len=16, width=32, depth=1, heads=2, mlp_ratio=2, steps=250, batch_size=16),
     # Two blocks, 32-character windows, twice the batch: ~10x A's training FLOPs.
     "b": dict(seq_len=32, width=32, depth=2, heads=2, mlp_ratio=4, steps=250, batch_size=32),

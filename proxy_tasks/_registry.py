@@ -6,8 +6,8 @@ compute) and C (~100x); names are ``<family>_<size>``:
 * ``mlp_digits_{a,b,c}``: an MLP on scikit-learn's digits (``_mlp.py``, ``_data.py``).
   A: one hidden layer of 64, batch 64, 300 steps (4.8k params); B: hidden 128-128,
   600 steps (~11x A); C: hidden 256-256, batch 128, 900 steps (~108x A).
-* ``mlp_digits_tiny``: hidden 16, batch 32, 100 steps (1.2k params): a few
-  milliseconds per evaluation, for tests of the search.
+* ``mlp_digits_tiny``: hidden 16, batch 32, 100 steps (1.2k params): the cheapest
+  task, for tests of the search.
 * ``vit_digits_{a,b,c}``: a small vision transformer on the same digits (``_vit.py``).
 * ``charlm_{a,b,c}``: a character-level Transformer LM (``_charlm.py``, ``_text.py``);
   fitness is minus the validation log-perplexity.
@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 
-from ._task import ScheduleConfig, Task, TaskConfig
+from ._task import Dataset, ScheduleConfig, Task, TaskConfig
 
 MLP_SIZES = {
     "tiny": dict(inputs=64, hidden=[16], classes=10, steps=100, batch_size=32),
@@ -87,37 +87,52 @@ def config(name: str) -> TaskConfig:
         raise KeyError(f"no proxy task {name!r}; known: {', '.join(names())}") from None
 
 
+def dataset(task_config: TaskConfig) -> Dataset:
+    """The (cached, read-only) data a task of this config trains and is scored on."""
+    family = task_config.family
+    if family in ("mlp_digits", "vit_digits"):
+        from ._data import load_digits_dataset
+
+        return load_digits_dataset()
+    if family == "charlm":
+        from ._charlm import charlm_config
+        from ._text import load_char_corpus
+
+        return load_char_corpus(seq_len=charlm_config(task_config.model)["seq_len"])[0]
+    if family == "zipf_teacher":
+        from ._teacher import load_teacher_dataset
+
+        return load_teacher_dataset(task_config.model)
+    if family == "markov_lm":
+        from ._markov import load_markov_dataset
+
+        return load_markov_dataset(task_config.model)
+    raise ValueError(f"task {task_config.name!r}: unknown family {family!r}")
+
+
 def build(task_config: TaskConfig) -> Task:
     """A new ``Task`` for any config (e.g. a registered one with another schedule)."""
-    from ._data import load_digits_dataset
-
+    data = dataset(task_config)
     family = task_config.family
     if family == "mlp_digits":
         from ._mlp import make_mlp
 
-        return Task(task_config, make_mlp(task_config.model), load_digits_dataset())
+        return Task(task_config, make_mlp(task_config.model), data)
     if family == "vit_digits":
         from ._vit import make_vit
 
-        return Task(task_config, make_vit(task_config.model), load_digits_dataset())
-    if family == "charlm":
-        from ._charlm import charlm_config, make_charlm
-        from ._text import load_char_corpus
-
-        seq_len = charlm_config(task_config.model)["seq_len"]
-        dataset, _ = load_char_corpus(seq_len=seq_len)
-        return Task(task_config, make_charlm(task_config.model), dataset)
+        return Task(task_config, make_vit(task_config.model), data)
     if family == "zipf_teacher":
-        from ._teacher import load_teacher_dataset, make_teacher_student
+        from ._teacher import make_teacher_student
 
-        return Task(
-            task_config, make_teacher_student(task_config.model), load_teacher_dataset(task_config.model)
-        )
+        return Task(task_config, make_teacher_student(task_config.model), data)
     if family == "markov_lm":
-        from ._markov import load_markov_dataset, make_markov_lm
+        from ._markov import make_markov_lm
 
-        return Task(task_config, make_markov_lm(task_config.model), load_markov_dataset(task_config.model))
-    raise ValueError(f"task {task_config.name!r}: unknown family {family!r}")
+        return Task(task_config, make_markov_lm(task_config.model), data)
+    from ._charlm import make_charlm
+
+    return Task(task_config, make_charlm(task_config.model), data)
 
 
 @functools.cache

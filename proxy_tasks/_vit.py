@@ -47,14 +47,17 @@ VIT_DEFAULTS = {
 }
 
 VIT_SIZES = {
-    # 4 tokens of 4x4 pixels: the search proxy. Measured on one core (taskset, shared
-    # machine): 0.22 s per run with optax.adamw directly, 0.34-0.37 s interpreted (AdamW
-    # program via proxy_tasks.get("vit_digits_a").evaluate).
+    # 4 tokens of 4x4 pixels, one block: the search proxy.
     "a": dict(patch_size=4, width=32, depth=1, heads=2, mlp_ratio=2, steps=300, batch_size=64),
-    # 16 tokens of 2x2 pixels, two blocks: ~11x A's training FLOPs.
-    "b": dict(patch_size=2, width=32, depth=2, heads=2, mlp_ratio=2, steps=400, batch_size=64),
-    # Wider, larger batch (Lion's claimed regime): ~103x A's training FLOPs.
-    "c": dict(patch_size=2, width=64, depth=2, heads=4, mlp_ratio=2, steps=500, batch_size=128),
+    # Twice the width and depth of A on the same 4x4 patches, a third more steps: 10x A's
+    # training FLOPs. The earlier B (16 tokens of 2x2 pixels, two blocks of width 32) was
+    # worse than A for every optimizer, AdamW re-tuned on B included. Keeping A's 4x4
+    # patches and growing the model instead, AdamW tuned on each size (seeds 0-1) scored
+    # 0.980 test accuracy on seeds 3-5 against A's 0.966; docs/noise.md has the 10-seed check.
+    "b": dict(patch_size=4, width=64, depth=2, heads=4, mlp_ratio=2, steps=400, batch_size=64),
+    # Twice B's width, a larger batch (Lion's claimed regime) and more steps on the same
+    # patches: ~98x A's training FLOPs.
+    "c": dict(patch_size=4, width=128, depth=2, heads=4, mlp_ratio=2, steps=500, batch_size=128),
 }
 
 

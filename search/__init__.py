@@ -1,20 +1,34 @@
 """Regularized evolution over DSL programs: mutations, the search loop, the fitness cache, run directories."""
 
+from ._breeding import mutation_settings as mutation_settings
+from ._breeding import tournament as tournament
 from ._cache import FitnessCache as FitnessCache
 from ._cache import analyze_program as analyze_program
 from ._config import Config as Config
 from ._config import ConfigError as ConfigError
 from ._config import config_from_dict as config_from_dict
 from ._config import load_config as load_config
+from ._config import load_yaml as load_yaml
 from ._evaluator import Completed as Completed
 from ._evaluator import Evaluator as Evaluator
 from ._evaluator import InProcessEvaluator as InProcessEvaluator
+from ._evaluator import mean_result as mean_result
 from ._evolution import Search as Search
-from ._evolution import SearchError as SearchError
-from ._evolution import mutation_settings as mutation_settings
+from ._funnel import FunnelOutcome as FunnelOutcome
+from ._funnel import run_funnel as run_funnel
+from ._funnel_candidates import Candidate as Candidate
+from ._funnel_candidates import gather_candidates as gather_candidates
+from ._funnel_config import FunnelConfig as FunnelConfig
+from ._funnel_config import funnel_config_from_dict as funnel_config_from_dict
+from ._funnel_config import load_funnel_config as load_funnel_config
+from ._funnel_stats import mean_and_se as mean_and_se
+from ._funnel_stats import paired_comparison as paired_comparison
+from ._funnel_stats import promote as promote
 from ._mutation import MUTATION_KINDS as MUTATION_KINDS
 from ._mutation import MutationSettings as MutationSettings
 from ._mutation import mutate as mutate
 from ._progress import Progress as Progress
 from ._rundir import RunDirectory as RunDirectory
 from ._rundir import RunDirectoryError as RunDirectoryError
+from ._state import SearchError as SearchError
+from ._state import SearchState as SearchState

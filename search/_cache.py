@@ -1,19 +1,23 @@
 """The fitness cache: a program's functional hash -> result, then its numeric fingerprint -> result.
 
-Only misses are trained (PAPER.md section 4). The hash comes from abstract execution
+Only misses are trained (arXiv:2302.06675, section 2.2). The hash comes from abstract execution
 (renamed variables and dead statements do not change it); the fingerprint is the
 update on a fixed probe input, so algebraically equal programs share it too. Lookups go
-hash first, then fingerprint; the fingerprint is only computed on a hash miss.
+hash first, then fingerprint; the fingerprint is only computed on a hash miss, and a program
+whose probe updates are not all finite has none (NaN and inf carry no magnitude, so they would
+merge unrelated programs).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from dsl import Analysis, Program, analyze
-from proxy_tasks._task import WORST_FITNESS, Result
+from proxy_tasks import Result
+
+from ._records import result_from_dict
 
 
 @dataclass(frozen=True)
@@ -42,26 +46,6 @@ def analyze_program(program: Program) -> Facts:
     if not analysis.valid:
         return Facts(False, str(analysis.error), None, math.nan)
     return Facts(True, None, analysis.hash, float(analysis.redundant_fraction), analysis)
-
-
-def result_to_dict(result: Result) -> dict:
-    """A JSON-safe dict (non-finite floats become None)."""
-    return {
-        k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in asdict(result).items()
-    }
-
-
-def result_from_dict(data: dict) -> Result:
-    """Inverse of ``result_to_dict``: a missing fitness is ``-inf``, other missing floats NaN."""
-    fitness = data["fitness"]
-    return Result(
-        fitness=WORST_FITNESS if fitness is None else float(fitness),
-        metric=math.nan if data["metric"] is None else float(data["metric"]),
-        train_loss=math.nan if data["train_loss"] is None else float(data["train_loss"]),
-        steps=int(data["steps"]),
-        failure=data["failure"],
-        seconds=0.0 if data["seconds"] is None else float(data["seconds"]),
-    )
 
 
 class FitnessCache:
@@ -101,28 +85,17 @@ class FitnessCache:
     def __len__(self) -> int:
         return len(self.by_hash)
 
-    def to_dict(self) -> dict:
-        """JSON-safe form; results shared between both maps are stored once."""
-        ids: dict[int, int] = {}
-        results: list[dict] = []
-
-        def index(result: Result) -> int:
-            key = id(result)
-            if key not in ids:
-                ids[key] = len(results)
-                results.append(result_to_dict(result))
-            return ids[key]
-
-        return {
-            "results": results,
-            "by_hash": {h: index(r) for h, r in self.by_hash.items()},
-            "by_fingerprint": {f: index(r) for f, r in self.by_fingerprint.items()},
-        }
-
     @classmethod
-    def from_dict(cls, data: dict) -> FitnessCache:
+    def from_log(cls, records: Iterable[dict]) -> FitnessCache:
+        """The cache a search had after recording ``records`` (``individuals.jsonl`` lines, in order).
+
+        A trained record stores its result; a fingerprint hit is looked up again, which
+        remembers it by hash, as it did during the search; a hash hit changed nothing.
+        """
         cache = cls()
-        results = [result_from_dict(r) for r in data["results"]]
-        cache.by_hash = {h: results[i] for h, i in data["by_hash"].items()}
-        cache.by_fingerprint = {f: results[i] for f, i in data["by_fingerprint"].items()}
+        for record in records:
+            if record["cache_hit"] is None:
+                cache.store(record["hash"], record["fingerprint"], result_from_dict(record))
+            elif record["cache_hit"] == "fingerprint":
+                cache.lookup(record["hash"], lambda fingerprint=record["fingerprint"]: fingerprint)
         return cache

@@ -10,9 +10,10 @@ from pathlib import Path
 from symdisc.exit_codes import BAD_INPUT
 
 from ._config import Config, ConfigError, load_config
-from ._evolution import Search, SearchError
+from ._evolution import Search
 from ._progress import Progress
-from ._rundir import RunDirectory, RunDirectoryError
+from ._rundir import CONFIG, RunDirectory, RunDirectoryError
+from ._state import SearchError
 
 
 def register(subparsers) -> None:
@@ -37,8 +38,12 @@ def register(subparsers) -> None:
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", help="join this Ray cluster (overrides workers.address)")
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument(
+        "--address",
+        help="join this Ray cluster: the HOST:PORT 'ray start --head' printed, or auto "
+        "(overrides workers.address; see docs/cluster.md)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress line and no notes, only errors")
 
 
 def _run(args) -> int:
@@ -47,6 +52,14 @@ def _run(args) -> int:
     except (ConfigError, OSError) as error:
         print(f"symdisc run: {error}", file=sys.stderr)
         return BAD_INPUT
+    if config.funnel is not None:  # a bad funnel file fails now, not after the search
+        from ._funnel_cli import check_funnel_file
+
+        try:
+            check_funnel_file(config.funnel, config.task.name)
+        except ConfigError as error:
+            print(f"symdisc run: {Path(args.config).name}: {error}", file=sys.stderr)
+            return BAD_INPUT
     out = args.out or _default_out(args.config)
     try:
         rundir = RunDirectory.create(out, config)
@@ -55,7 +68,19 @@ def _run(args) -> int:
         return BAD_INPUT
     if not args.quiet:
         print(f"run directory: {rundir.path}", file=sys.stderr)
-    return _search(config, rundir, args)
+    code = _search(config, rundir, args)
+    if code != 0 and _holds_only_config(rundir):  # nothing was recorded: nothing to resume
+        (rundir.path / CONFIG).unlink()
+        rundir.path.rmdir()
+        print(f"symdisc run: removed {rundir.path}, which held only its {CONFIG}", file=sys.stderr)
+    return code
+
+
+def _holds_only_config(rundir: RunDirectory) -> bool:
+    try:
+        return [entry.name for entry in rundir.path.iterdir()] == [CONFIG]
+    except OSError:
+        return False
 
 
 def _resume(args) -> int:
@@ -73,8 +98,8 @@ def _default_out(config_path: str) -> Path:
     return Path("runs") / f"{Path(config_path).stem}-{stamp}"
 
 
-def make_evaluator(config: Config, address: str | None = None):
-    """The evaluator the config asks for (``workers.backend``)."""
+def make_evaluator(config: Config, address: str | None = None, notify=None):
+    """The evaluator the config asks for (``workers.backend``); ``notify`` gets notes on slow starts."""
     if config.workers.backend == "inprocess":
         from ._evaluator import InProcessEvaluator
 
@@ -87,6 +112,7 @@ def make_evaluator(config: Config, address: str | None = None):
         address=address or config.workers.address,
         max_in_flight_per_worker=config.workers.in_flight_per_worker,
         num_gpus=config.workers.gpus_per_worker,
+        notify=notify,
     )
 
 
@@ -95,16 +121,17 @@ def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) ->
     search = Search(config, rundir, progress)
     try:
         if resume:
-            search.resume()
+            for note in search.resume():
+                print(f"symdisc resume: {note}", file=sys.stderr)
             if search.finished:
                 print(f"{rundir.path}: the run already finished its budget", file=sys.stderr)
                 _summary(search, rundir, args.quiet)
-                return 0
-    except SearchError as error:
+                return _funnel_after(config, rundir, args)
+    except (SearchError, RunDirectoryError) as error:
         print(f"symdisc: {error}", file=sys.stderr)
         return BAD_INPUT
     try:
-        evaluator = make_evaluator(config, args.address)
+        evaluator = make_evaluator(config, args.address, notify=None if args.quiet else _note)
     except Exception as error:  # Ray start-up, cluster address, a task that will not build
         print(f"symdisc: could not start the {config.workers.backend} workers: {error}", file=sys.stderr)
         return 2
@@ -114,14 +141,27 @@ def _search(config: Config, rundir: RunDirectory, args, resume: bool = False) ->
         progress.close()
         print(f"interrupted; continue with: symdisc resume {rundir.path}", file=sys.stderr)
         return 130
-    except SearchError as error:
+    except (SearchError, RunDirectoryError) as error:
         print(f"symdisc: {error}", file=sys.stderr)
         return 1
     finally:
         evaluator.close()
         rundir.close()
     _summary(search, rundir, args.quiet)
-    return 0
+    return _funnel_after(config, rundir, args)
+
+
+def _funnel_after(config: Config, rundir: RunDirectory, args) -> int:
+    """The funnel the config names (``funnel:``), run on this run when its search has ended."""
+    if config.funnel is None:
+        return 0
+    from ._funnel_cli import funnel_after_search
+
+    return funnel_after_search(config.funnel, rundir.path, args.address, args.quiet)
+
+
+def _note(message: str) -> None:
+    print(f"symdisc: {message}", file=sys.stderr, flush=True)
 
 
 def _summary(search: Search, rundir: RunDirectory, quiet: bool) -> None:

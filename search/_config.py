@@ -4,12 +4,16 @@ Every key is checked: unknown keys, wrong types and bad values raise ``ConfigErr
 naming the key path and the expected form, e.g.
 ``search.tournament_size: expected an int >= 2 and < search.population_size (1000), got 1``.
 Missing keys take the defaults below; ``configs/default.yaml`` writes them all out.
+
+``load_yaml`` reads any of the project's YAML files safely (a size limit, an alias bomb and
+a duplicate key refused before the data is built) and is shared with the other configs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +27,42 @@ MODES = ("evolution", "constants_only", "random")
 BACKENDS = ("ray", "inprocess")
 
 
+# What a file may hold: a config is a few hundred YAML nodes; these limits are far above
+# that and far below what would exhaust memory (an alias bomb expands exponentially).
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
+
+# An error quotes a value this short: a huge list or an expanded alias would be a huge line.
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = _QUOTE.maxother = 80
+_QUOTE.maxlist = _QUOTE.maxdict = _QUOTE.maxtuple = _QUOTE.maxset = 6
+_QUOTE.maxlevel = 3
+_MAX_QUOTE_CHARS = 200
+
+
 class ConfigError(ValueError):
-    """A bad configuration: ``path: expected ..., got ...``."""
+    """A bad configuration: ``path: expected ..., got ...`` (the value quoted short)."""
 
     def __init__(self, path: str, expected: str, got: Any):
         self.path = path
         self.expected = expected
         self.got = got
-        super().__init__(f"{path}: expected {expected}, got {got!r}")
+        super().__init__(f"{path}: expected {expected}, got {quote(got)}")
+
+
+class _Described(str):
+    """A ``got`` that is a description, quoted as it is (``got line 7``, not ``got 'line 7'``)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def quote(value: Any) -> str:
+    """A short repr of ``value`` for an error message: long strings and containers elided."""
+    text = _QUOTE.repr(value)
+    if len(text) > _MAX_QUOTE_CHARS:
+        text = text[: _MAX_QUOTE_CHARS - 3] + "..."
+    return text
 
 
 def _spec(default: Any, expected: str, check: Callable[[Any], bool], doc: str) -> Any:
@@ -57,14 +89,30 @@ def _nonempty_str(x: Any) -> bool:
     return isinstance(x, str) and bool(x)
 
 
+def _is_seed_list(x: Any) -> bool:
+    return (
+        isinstance(x, (list, tuple))
+        and bool(x)
+        and all(_is_int(s) and s >= 0 for s in x)
+        and len(set(x)) == len(x)
+    )
+
+
 @dataclass(frozen=True)
 class TaskSection:
     """The proxy task that scores candidates."""
 
     name: str = _spec("mlp_digits_a", "a proxy task name (string)", _nonempty_str, "proxy task registry name")
-    seed: int = _spec(
-        0, "an int >= 0", lambda x: _is_int(x) and x >= 0, "training seed, the same for every candidate"
+    seeds: tuple = _spec(
+        (0,),
+        "a non-empty list of distinct ints >= 0",
+        lambda x: _is_seed_list(x),
+        "training seeds, the same for every candidate; fitness is the mean over them "
+        "(task.seed: N is short for task.seeds: [N])",
     )
+
+    def __post_init__(self):
+        object.__setattr__(self, "seeds", tuple(self.seeds))
 
 
 @dataclass(frozen=True)
@@ -156,6 +204,15 @@ class MetaValidationSection:
 
     task: str | None = _spec(None, "null or a proxy task name", _optional(_nonempty_str), "null disables it")
     every: int = _spec(100, "an int >= 1", _positive_int, "evaluations between two meta-validations")
+    seeds: tuple = _spec(
+        (0,),
+        "a non-empty list of distinct ints >= 0",
+        lambda x: _is_seed_list(x),
+        "training seeds of the meta-validation task; its figures are the means over them",
+    )
+
+    def __post_init__(self):
+        object.__setattr__(self, "seeds", tuple(self.seeds))
 
 
 @dataclass(frozen=True)
@@ -199,6 +256,12 @@ class Config:
     meta_validation: MetaValidationSection = field(default_factory=MetaValidationSection)
     workers: WorkersSection = field(default_factory=WorkersSection)
     run: RunSection = field(default_factory=RunSection)
+    funnel: str | None = _spec(
+        None,
+        "null or a funnel config file path",
+        _optional(_nonempty_str),
+        "run this funnel (symdisc funnel) on the run when the search ends",
+    )
 
 
 def _build(cls: type, data: Any, path: str) -> Any:
@@ -238,7 +301,7 @@ def config_from_dict(data: Any) -> Config:
     Raises:
       ConfigError: naming the key path and the expected form.
     """
-    config = _build(Config, data, "")
+    config = _build(Config, _task_seed_shorthand(data), "")
     search = config.search
     if search.tournament_size >= search.population_size:
         raise ConfigError(
@@ -251,6 +314,21 @@ def config_from_dict(data: Any) -> Config:
     if budget.programs is None and budget.evaluations is None and budget.wall_seconds is None:
         raise ConfigError("budget", "at least one of programs, evaluations, wall_seconds", None)
     return config
+
+
+def _task_seed_shorthand(data: Any) -> Any:
+    """``task.seed: N`` (one seed, the older form) becomes ``task.seeds: [N]``."""
+    if not isinstance(data, dict) or not isinstance(data.get("task"), dict) or "seed" not in data["task"]:
+        return data
+    task = dict(data["task"])
+    seed = task.pop("seed")
+    if "seeds" in task:
+        raise ConfigError(
+            "task.seed", "not given together with task.seeds (task.seed: N is short for seeds: [N])", seed
+        )
+    if not (_is_int(seed) and seed >= 0):
+        raise ConfigError("task.seed", "an int >= 0", seed)
+    return {**data, "task": {**task, "seeds": [seed]}}
 
 
 def _check_names(config: Config) -> None:
@@ -276,17 +354,126 @@ def _check_names(config: Config) -> None:
         ) from None
 
 
+def load_yaml(path: str | Path) -> Any:
+    """Read one YAML document from ``path`` safely and return its data (a dict for a config).
+
+    Before anything is built it refuses a file over ``MAX_YAML_BYTES``, a document that
+    would expand (aliases counted at every use) to more than ``MAX_YAML_NODES`` nodes, and
+    a mapping that repeats a key (YAML would silently keep the last). Any of the project's
+    YAML configs is read through this.
+
+    Raises:
+      ConfigError: naming the file (and the key path and line for a repeated key).
+      OSError: if the file cannot be read.
+    """
+    path = Path(path)
+    with open(path, "rb") as file:
+        raw = file.read(MAX_YAML_BYTES + 1)
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(
+            str(path), f"a YAML file of at most {MAX_YAML_BYTES} bytes", _Described("a larger one")
+        )
+    try:
+        text = raw.decode("utf-8")
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                return None
+            try:
+                nodes = _expanded_size(root)
+            except ValueError as error:
+                raise ConfigError(
+                    str(path), "a YAML document without recursive aliases", _Described(str(error))
+                ) from None
+            if nodes > MAX_YAML_NODES:
+                raise ConfigError(
+                    str(path),
+                    f"a YAML document of at most {MAX_YAML_NODES} nodes with its aliases expanded",
+                    _Described(f"{nodes} nodes (nested aliases?)"),
+                )
+            _check_unique_keys(root, path.name)
+            return loader.construct_document(root)
+        finally:
+            loader.dispose()
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), "valid YAML", str(error).splitlines()[0]) from None
+    except RecursionError:  # the YAML composer recurses once per nesting level
+        raise ConfigError(str(path), "valid YAML", _Described("values nested too deeply")) from None
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes in ``root`` with every alias expanded, counted without expanding (memoized by node).
+
+    Raises:
+      ValueError: for an alias inside its own anchor (a value that contains itself).
+    """
+    sizes: dict[int, int] = {}
+    entered: set[int] = set()
+    stack = [(root, False)]
+    while stack:  # iterative post-order: a deeply nested document must not hit the recursion limit
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if children_done:
+            sizes[id(node)] = min(1 + sum(sizes[id(child)] for child in children), MAX_YAML_NODES + 1)
+            continue
+        if id(node) in entered:  # reached again below itself
+            raise ValueError(f"an alias at line {node.start_mark.line + 1} inside its own anchor")
+        entered.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_unique_keys(root: yaml.Node, file_name: str) -> None:
+    """Raise ``ConfigError`` for a mapping that repeats a scalar key (each node checked once)."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(node.value))
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first_line: dict[str, int] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                stack.append((value, path))
+                continue
+            where = f"{path}.{key.value}" if path else key.value
+            line = key.start_mark.line + 1
+            if key.value in first_line:
+                raise ConfigError(
+                    f"{file_name}: {where}",
+                    "each key once in a mapping",
+                    _Described(f"it again at line {line} (first at line {first_line[key.value]})"),
+                )
+            first_line[key.value] = line
+            stack.append((value, where))
+
+
 def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file.
+    """Read (with ``load_yaml``) and validate a YAML config file.
 
     Raises:
       ConfigError: for a bad key or value; the message starts with the file name.
+      OSError: if the file cannot be read.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(str(path), "valid YAML", str(error).splitlines()[0]) from None
+    data = load_yaml(path)
     try:
         return config_from_dict(data)
     except ConfigError as error:

@@ -10,8 +10,9 @@ then ``wait``s for at least one to finish, and so on. Two backends implement it:
 
 Contract for every backend (the search relies on it):
 
-- ``submit(job_id, program, seed, task_name=None)`` queues one evaluation; ``job_id`` is
-  unique per evaluator and chosen by the caller. ``task_name=None`` means the evaluator's
+- ``submit(job_id, program, seeds, task_name=None)`` queues one evaluation: ``program``
+  trained once per seed in ``seeds`` (a tuple of ints), its result the ``mean_result`` of
+  those runs; ``job_id`` is unique per evaluator and chosen by the caller. ``task_name=None`` means the evaluator's
   main task (the proxy task it was built for). Any other ``task_name`` is a registry name
   (``proxy_tasks.get(name)``); the search uses it for **meta-validation**: every N
   evaluations it submits the current best program on the larger meta-validation task
@@ -24,8 +25,8 @@ Contract for every backend (the search relies on it):
 - A candidate that fails (invalid, NaN, divergence) is a ``Result`` with ``failure`` set
   and ``fitness == -inf``, never an exception. A worker that dies is the backend's problem:
   it re-runs the job elsewhere; the caller still gets exactly one ``Completed`` per job.
-- The result depends only on (program, seed, task), never on which worker ran it, so the
-  in-process backend and one Ray worker give identical results for the same seed.
+- The result depends only on (program, seeds, task), never on which worker ran it, so the
+  in-process backend and one Ray worker give identical results for the same seeds.
 - ``close()`` releases the workers; calling it twice is harmless.
 
 The search breeds a child whenever fewer than ``capacity`` jobs are in flight, so its
@@ -39,11 +40,12 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from dsl import Program
-from proxy_tasks._task import WORST_FITNESS, Result
+from proxy_tasks import WORST_FITNESS, Result
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class Completed:
 
     Attributes:
       job_id: the id given to ``submit``.
-      result: the task's result (``fitness`` is ``-inf`` if the run failed).
+      result: the task's result, the mean over the seeds (``fitness`` is ``-inf`` if a run failed).
       worker: which worker ran it (``"inprocess"``, or a Ray actor's name).
     """
 
@@ -66,8 +68,10 @@ class Evaluator(Protocol):
 
     capacity: int
 
-    def submit(self, job_id: int, program: Program, seed: int, task_name: str | None = None) -> None:
-        """Queue the evaluation of ``program`` with ``seed`` on ``task_name`` (None: main task)."""
+    def submit(
+        self, job_id: int, program: Program, seeds: tuple[int, ...], task_name: str | None = None
+    ) -> None:
+        """Queue the evaluation of ``program`` with each of ``seeds`` on ``task_name`` (None: main task)."""
         ...
 
     def wait(self) -> list[Completed]:
@@ -116,6 +120,51 @@ def evaluate_safely(task, program: Program, seed: int) -> Result:
     return sanitize(result)
 
 
+def mean_result(results: Sequence[Result]) -> Result:
+    """The result of one program over several seeds: the mean of its per-seed results.
+
+    ``fitness``, ``metric``, ``train_loss``, ``test_fitness`` and ``test_metric`` are the
+    means; ``steps`` the fewest; ``seconds`` the sum. If any seed failed, the mean failed
+    too: ``fitness`` is ``-inf`` and ``failure`` the first failed seed's reason. One result
+    is returned as it is.
+
+    Raises:
+      ValueError: for no results.
+    """
+    if not results:
+        raise ValueError("mean_result of no results")
+    if len(results) == 1:
+        return results[0]
+
+    def mean(name: str) -> float:
+        return math.fsum(getattr(r, name) for r in results) / len(results)
+
+    failure = next((r.failure for r in results if r.failed), None)
+    return Result(
+        fitness=WORST_FITNESS if failure is not None else mean("fitness"),
+        metric=mean("metric"),
+        train_loss=mean("train_loss"),
+        steps=min(r.steps for r in results),
+        failure=failure,
+        seconds=math.fsum(r.seconds for r in results),
+        test_fitness=mean("test_fitness"),
+        test_metric=mean("test_metric"),
+    )
+
+
+def evaluate_seeds(task, program: Program, seeds: tuple[int, ...]) -> Result:
+    """``mean_result`` of ``evaluate_safely`` over ``seeds`` (an int is one seed).
+
+    Stops at the first failed seed: the mean has failed whatever the others give.
+    """
+    results = []
+    for seed in (seeds,) if isinstance(seeds, int) else seeds:
+        results.append(evaluate_safely(task, program, seed))
+        if results[-1].failed:
+            break
+    return mean_result(results)
+
+
 class InProcessEvaluator:
     """Evaluates in the calling process, one job at a time, in submit order.
 
@@ -128,16 +177,18 @@ class InProcessEvaluator:
     def __init__(self, task_name: str):
         self.task_name = task_name
         get_task(task_name)  # build (and compile) the main task now, not in the first wait()
-        self._queue: deque[tuple[int, Program, int, str]] = deque()
+        self._queue: deque[tuple[int, Program, tuple[int, ...], str]] = deque()
 
-    def submit(self, job_id: int, program: Program, seed: int, task_name: str | None = None) -> None:
-        self._queue.append((job_id, program, seed, task_name or self.task_name))
+    def submit(
+        self, job_id: int, program: Program, seeds: tuple[int, ...], task_name: str | None = None
+    ) -> None:
+        self._queue.append((job_id, program, seeds, task_name or self.task_name))
 
     def wait(self) -> list[Completed]:
         if not self._queue:
             return []
-        job_id, program, seed, name = self._queue.popleft()
-        result = evaluate_safely(get_task(name), program, seed)
+        job_id, program, seeds, name = self._queue.popleft()
+        result = evaluate_seeds(get_task(name), program, seeds)
         return [Completed(job_id, result, "inprocess")]
 
     def close(self) -> None:

@@ -1,22 +1,23 @@
-"""Regularized (aging) evolution over programs, asynchronous and steady state (PAPER.md section 3).
+"""Regularized (aging) evolution over programs, asynchronous and steady state (arXiv:2302.06675, section 2.2).
 
 ``Search`` keeps ``capacity`` candidates in flight on an ``Evaluator``. Each time one
-completes it joins its population (the oldest member leaves) and a new child is bred:
-a tournament of T members picks a parent, the parent is mutated until the child is valid
-and its functional hash differs, the fitness cache is asked (hash, then fingerprint) and
-only a miss is trained. A cache hit is an individual too, recorded at once.
+completes it joins its population (the oldest member leaves) and a new child is bred
+(``_breeding``): a tournament picks a parent, which is mutated until the child is valid
+and functionally new; the fitness cache is asked (hash, then fingerprint) and only a miss
+is trained. A cache hit is an individual too, recorded at once.
 
 Also here: the warm start (the initial program evaluated once, then copied P times),
 parallel independent populations, restart from the best after a plateau, the
 constants-only and random-search baselines, meta-validation of the current best on a
-larger task, budgets, checkpoints and exact resume.
+larger task (section 2.3), budgets, checkpoints and exact resume.
 
 Resume: every event that changes the state (an individual recorded, a meta-validation)
-is one log line with a ``seq``; a checkpoint stores the state and the ``seq`` it covers.
-The search is a deterministic function of its RNG and of the order of completions, so
-``resume`` loads the checkpoint and replays the log lines after it through the very same
-code (the log supplies the completions instead of the evaluator), checking that every
-regenerated individual matches its line. Then the jobs still in flight are resubmitted.
+is one log line with a ``seq``; a checkpoint stores the ``SearchState`` and the ``seq``
+it covers. The search is a deterministic function of its RNG and of the order of
+completions, so ``resume`` loads the checkpoint, rebuilds the fitness cache from the log
+lines it covers, and replays the log lines after it through the very same code (``_resume``: the log
+supplies the completions instead of the evaluator), checking that every regenerated
+individual matches its line. Then the jobs still in flight are resubmitted.
 """
 
 from __future__ import annotations
@@ -24,117 +25,20 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
 
-import numpy as np
-
-from dsl import Program, fingerprint, parse, prune
-from dsl._random import random_program
+from dsl import Program, fingerprint, prune
 from dsl.library import load_program
-from proxy_tasks._task import Result
+from proxy_tasks import Result
 
-from ._cache import FitnessCache, analyze_program, result_from_dict, result_to_dict
+from ._breeding import mutate_until_valid, mutation_settings, random_valid_program, tournament
+from ._cache import Facts, FitnessCache, analyze_program
 from ._config import Config
 from ._evaluator import WORST_FITNESS, Completed, Evaluator, sanitize
-from ._mutation import MutationSettings, mutate
 from ._progress import Progress
+from ._records import individual_record, meta_validation_record
+from ._resume import Replay, resume_point
 from ._rundir import INDIVIDUALS, META_VALIDATION, RunDirectory
-
-MAX_BREED_ATTEMPTS = 10_000
-
-
-def mutation_settings(config: Config) -> MutationSettings:
-    """The ``MutationSettings`` of ``config`` (constants-only mode: ``mutate_constant`` alone)."""
-    mutation = config.mutation
-    return MutationSettings(
-        weights=(
-            {"mutate_constant": 1.0} if config.search.mode == "constants_only" else dict(mutation.weights)
-        ),
-        max_length=mutation.max_length,
-        constant_probability=mutation.constant_probability,
-        constant_reset_probability=mutation.constant_reset_probability,
-    )
-
-
-class SearchError(RuntimeError):
-    """The search cannot go on (no valid child can be bred, an inconsistent run directory)."""
-
-
-@dataclass
-class Pending:
-    """A bred individual (or a meta-validation) waiting for its evaluation."""
-
-    id: int
-    parent: int | None
-    island: int
-    mutation: str
-    program: Program
-    hash: str
-    fingerprint: str | None
-    redundant_fraction: float
-    meta_of: int | None = None  # for a meta-validation job: the individual it re-evaluates
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "parent": self.parent,
-            "island": self.island,
-            "mutation": self.mutation,
-            "program": self.program.to_text(),
-            "hash": self.hash,
-            "fingerprint": self.fingerprint,
-            "redundant_fraction": _finite_or_none(self.redundant_fraction),
-            "meta_of": self.meta_of,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Pending:
-        return cls(
-            id=data["id"],
-            parent=data["parent"],
-            island=data["island"],
-            mutation=data["mutation"],
-            program=parse(data["program"]),
-            hash=data["hash"],
-            fingerprint=data["fingerprint"],
-            redundant_fraction=_none_to_nan(data["redundant_fraction"]),
-            meta_of=data["meta_of"],
-        )
-
-
-@dataclass
-class Member:
-    """A population member: what the tournament and mutation need."""
-
-    program: Program
-    fitness: float
-    hash: str
-
-
-@dataclass
-class Counts:
-    """What the search has done so far (the basis of the cache hit rate and the budgets)."""
-
-    generated: int = 0  # mutation attempts / random programs drawn
-    valid: int = 0  # children that type-check and differ from their parent
-    hash_hits: int = 0
-    fingerprint_hits: int = 0
-    evaluated: int = 0  # trained (cache misses)
-    failed: int = 0  # trained and failed (NaN, divergence, ...)
-    individuals: int = 0  # recorded individuals, cache hits included
-    restarts: int = 0
-    meta_validations: int = 0
-    redundant_sum: float = 0.0
-    redundant_count: int = 0
-
-
-@dataclass
-class Island:
-    """One independent population (a "parallel restart")."""
-
-    members: deque = field(default_factory=deque)  # individual ids, oldest first
-    best_fitness: float = WORST_FITNESS
-    since_improvement: int = 0
+from ._state import Best, Island, Member, Pending, SearchError, SearchState
 
 
 class Search:
@@ -152,28 +56,20 @@ class Search:
         self.progress = progress or Progress(quiet=True)
         self.settings = mutation_settings(config)
         self.initial_program = load_program(config.search.initial_program)
-        self.rng = np.random.default_rng(config.seed)
+        self.state = SearchState.initial(
+            config.seed, config.search.parallel_searches, config.meta_validation.every
+        )
         self.cache = FitnessCache()
-        self.counts = Counts()
-        self.islands = [Island() for _ in range(config.search.parallel_searches)]
-        self.members: dict[int, Member] = {}
-        self.in_flight: dict[int, Pending] = {}
-        self.best: tuple[int, Program, float] | None = None
-        self.seq = 0
-        self.next_id = 0
-        self.next_island = 0
-        self.next_meta_at = config.meta_validation.every
-        self.last_meta_validated: int | None = None
-        self.started = False
-        self.finished = False
-        self.elapsed_before = 0.0
         self._session_start = time.monotonic()
-        self._replay: deque[dict] = deque()
-        self._submitted: set[int] = set()
-        self._done: deque[Completed] = deque()
+        self._replay = Replay([], rundir.path)  # log lines still to be re-derived on resume
+        self._submitted: set[int] = set()  # in-flight jobs the evaluator has
+        self._done: deque[Completed] = deque()  # completions not yet recorded
         self._since_checkpoint = 0
         self._best_changed = False
-        self.capacity = 1
+
+    @property
+    def finished(self) -> bool:
+        return self.state.finished
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -184,40 +80,59 @@ class Search:
         every completed individual, and ``resume`` replays it.
         """
         self._session_start = time.monotonic()
-        if not self.rundir.has_checkpoint():  # (resume has read it already; it may be large)
-            self.capacity = evaluator.capacity
-            self.checkpoint()  # resume always starts from a checkpoint, if only this empty one
+        state = self.state
+        session_begun = False
         while True:
-            # replayed events happened with the capacity of their run; new ones use this one
-            if not self._replay:
-                self.capacity = evaluator.capacity
+            if not session_begun and not self._replay:  # replayed events had their run's capacity
+                self._begin_session(evaluator)
+                session_begun = True
             self._fill()
-            if not self.in_flight:
+            if not state.in_flight:
                 break
-            completion = self._next_completion(evaluator)
-            self._complete(completion)
+            self._complete(self._next_completion(evaluator))
             if self._best_changed and not self._replay:
                 self._write_best()
             self.progress.update(self.stats())
             if not self._replay and self._since_checkpoint >= self.config.run.checkpoint_every:
                 self.checkpoint()
-        self.finished = True
+        state.finished = True
         if self._best_changed:
             self._write_best()
         self.checkpoint()
         self.progress.update(self.stats(), force=True)
         self.progress.close()
 
+    def _begin_session(self, evaluator: Evaluator) -> None:
+        """New events from here on use this evaluator's capacity; a checkpoint records it."""
+        self.state.capacity = evaluator.capacity
+        self.checkpoint()
+
+    def _fill(self) -> None:
+        if self._replay:  # breed as the run did: with the capacity of the session that logged the next line
+            self.state.capacity = self._replay.capacity(self.state.capacity)
+        while len(self.state.in_flight) < self.state.capacity:
+            if self._meta_due():
+                self._start_meta_validation()
+            elif not self.state.started:
+                self._start()
+            elif self._may_breed():
+                self._breed()
+            else:
+                return
+
     def _next_completion(self, evaluator: Evaluator) -> Completed:
         if self._replay:
-            return self._replayed_completion()
+            return self._replay.next_completion(self.state.in_flight)
         if not self._done:
-            for job_id, pending in self.in_flight.items():
+            for job_id, pending in self.state.in_flight.items():
                 if len(self._submitted) >= evaluator.capacity:
                     break
                 if job_id not in self._submitted:
-                    task = self.config.meta_validation.task if pending.meta_of is not None else None
-                    evaluator.submit(job_id, pending.program, self.config.task.seed, task)
+                    if pending.meta_of is None:
+                        evaluator.submit(job_id, pending.program, self.config.task.seeds)
+                    else:
+                        meta = self.config.meta_validation
+                        evaluator.submit(job_id, pending.program, meta.seeds, meta.task)
                     self._submitted.add(job_id)
             done = evaluator.wait()
             if not done:
@@ -225,30 +140,21 @@ class Search:
             self._done.extend(done)
         return self._done.popleft()
 
-    def _fill(self) -> None:
-        while len(self.in_flight) < self.capacity:
-            if self._meta_due():
-                self._start_meta_validation()
-            elif not self.started:
-                self._start()
-            elif self._may_breed():
-                self._breed()
-            else:
-                return
-
     # -- budgets ------------------------------------------------------------------------
 
     def elapsed(self) -> float:
-        return self.elapsed_before + (time.monotonic() - self._session_start)
+        """Wall time of the run, summed over its sessions."""
+        return self.state.elapsed_seconds + (time.monotonic() - self._session_start)
 
     def _may_breed(self) -> bool:
-        if self.config.search.mode != "random" and not self.islands[self.next_island].members:
+        state = self.state
+        if self.config.search.mode != "random" and not state.islands[state.next_island].members:
             return False  # the warm start is still being evaluated
         budget = self.config.budget
-        in_flight = sum(1 for p in self.in_flight.values() if p.meta_of is None)
-        if budget.programs is not None and self.counts.individuals + in_flight >= budget.programs:
+        in_flight = sum(1 for p in state.in_flight.values() if p.meta_of is None)
+        if budget.programs is not None and state.counts.individuals + in_flight >= budget.programs:
             return False
-        if budget.evaluations is not None and self.counts.evaluated + in_flight >= budget.evaluations:
+        if budget.evaluations is not None and state.counts.evaluated + in_flight >= budget.evaluations:
             return False
         # wall time is not a function of the log: while replaying, the log decides
         if not self._replay and budget.wall_seconds is not None and self.elapsed() >= budget.wall_seconds:
@@ -259,92 +165,126 @@ class Search:
 
     def _start(self) -> None:
         """The warm start: evaluate the initial program once (it is copied on completion)."""
-        self.started = True
+        self.state.started = True
         facts = analyze_program(self.initial_program)
         if not facts.valid:
             raise SearchError(f"the initial program is invalid: {facts.error}")
         self._new_individual(None, 0, "initial", self.initial_program, facts)
 
     def _breed(self) -> None:
-        island = self.next_island
-        self.next_island = (island + 1) % len(self.islands)
-        random_mode = self.config.search.mode == "random"
-        # One tournament per child: its winner is mutated again until a child is valid (PAPER.md).
-        parent_id = None if random_mode else self._tournament(self.islands[island])
-        parent = None if random_mode else self.members[parent_id]
-        for _ in range(MAX_BREED_ATTEMPTS):
-            self.counts.generated += 1
-            if random_mode:
-                length = int(self.rng.integers(1, self.config.search.random_max_length + 1))
-                child = random_program(self.rng, length, state_slots=len(self.initial_program.state))
-                mutation, parent_hash = "random", None
-            else:
-                child, mutation = mutate(self.rng, parent.program, self.settings)
-                parent_hash = parent.hash
-            facts = analyze_program(child)
-            if facts.valid and facts.hash != parent_hash:
-                break
-        else:
-            raise SearchError(
-                f"no valid child that differs from its parent in {MAX_BREED_ATTEMPTS} attempts "
-                f"(mode {self.config.search.mode}, mutation weights {self.settings.weights})"
+        state = self.state
+        island = state.next_island
+        state.next_island = (island + 1) % len(state.islands)
+        if self.config.search.mode == "random":
+            parent_id = None
+            child = random_valid_program(
+                state.rng, self.config.search.random_max_length, len(self.initial_program.state)
             )
-        self.counts.valid += 1
-        if not math.isnan(facts.redundant_fraction):
-            self.counts.redundant_sum += facts.redundant_fraction
-            self.counts.redundant_count += 1
-        self._new_individual(parent_id, island, mutation, child, facts)
-
-    def _tournament(self, island: Island) -> int:
-        """The fittest of T members sampled without replacement (ties: the first sampled)."""
-        members = island.members
-        picks = self.rng.choice(len(members), size=self.config.search.tournament_size, replace=False)
-        best_id, best_fitness = None, None
-        for index in picks:
-            member_id = members[int(index)]
-            fitness = self.members[member_id].fitness
-            if best_id is None or fitness > best_fitness:
-                best_id, best_fitness = member_id, fitness
-        return best_id
+        else:
+            # One tournament per child: its winner is mutated until a child is valid (section 2.2).
+            parent_id = tournament(
+                state.rng,
+                state.islands[island].members,
+                lambda member_id: state.members[member_id].fitness,
+                self.config.search.tournament_size,
+            )
+            parent = state.members[parent_id]
+            child = mutate_until_valid(state.rng, parent.program, parent.hash, self.settings)
+        counts = state.counts
+        counts.generated += child.attempts
+        counts.valid += 1
+        if not math.isnan(child.facts.redundant_fraction):
+            counts.redundant_sum += child.facts.redundant_fraction
+            counts.redundant_count += 1
+        self._new_individual(parent_id, island, child.mutation, child.program, child.facts)
 
     def _new_individual(
-        self, parent: int | None, island: int, mutation: str, program: Program, facts
+        self, parent: int | None, island: int, mutation: str, program: Program, facts: Facts
     ) -> None:
-        individual_id = self.next_id
-        self.next_id += 1
-        result, hit, probe = self.cache.lookup(facts.hash, lambda: fingerprint(facts.analysis))
+        individual_id = self.state.next_id
+        self.state.next_id += 1
+        # finite_only: NaN/inf probe values would make unrelated programs share a fingerprint
+        result, hit, probe = self.cache.lookup(
+            facts.hash, lambda: fingerprint(facts.analysis, finite_only=True)
+        )
         pending = Pending(
-            individual_id, parent, island, mutation, program, facts.hash, probe, facts.redundant_fraction
+            id=individual_id,
+            parent=parent,
+            island=island,
+            mutation=mutation,
+            program=program,
+            hash=facts.hash,
+            fingerprint=probe,
+            redundant_fraction=facts.redundant_fraction,
         )
         if result is None:
-            self.in_flight[individual_id] = pending
+            self.state.in_flight[individual_id] = pending
         else:
             self._record(pending, result, worker=None, cache_hit=hit)
 
+    # -- meta-validation (section 2.3) --------------------------------------------------
+
     def _meta_due(self) -> bool:
+        state = self.state
         return (
             self.config.meta_validation.task is not None
-            and self.best is not None
-            and self.counts.evaluated >= self.next_meta_at
-            and not any(p.meta_of is not None for p in self.in_flight.values())
+            and state.best is not None
+            and state.counts.evaluated >= state.next_meta_at
+            and not any(p.meta_of is not None for p in state.in_flight.values())
         )
 
     def _start_meta_validation(self) -> None:
-        self.next_meta_at = self.counts.evaluated + self.config.meta_validation.every
-        best_id, program, _ = self.best
-        if best_id == self.last_meta_validated:
+        state = self.state
+        state.next_meta_at = state.counts.evaluated + self.config.meta_validation.every
+        if state.best.id == state.last_meta_validated:
             return  # the same program again would give the same number
-        self.last_meta_validated = best_id
-        job_id = -(self.counts.meta_validations + 1)  # individuals use ids >= 0
-        self.counts.meta_validations += 1
-        self.in_flight[job_id] = Pending(
-            job_id, None, -1, "meta_validation", program, "", None, math.nan, best_id
+        state.last_meta_validated = state.best.id
+        state.counts.meta_validations += 1
+        job_id = -state.counts.meta_validations  # individuals use ids >= 0
+        state.in_flight[job_id] = Pending(
+            id=job_id,
+            parent=None,
+            island=-1,
+            mutation="meta_validation",
+            program=state.best.program,
+            hash="",
+            fingerprint=None,
+            redundant_fraction=math.nan,
+            meta_of=state.best.id,
+            search_fitness=state.best.fitness,
         )
+
+    def _record_meta(self, pending: Pending, result: Result, worker: str | None) -> None:
+        state = self.state
+        state.seq += 1
+        meta = self.config.meta_validation
+        record = meta_validation_record(
+            state.seq,
+            pending,
+            result,
+            worker,
+            task=meta.task,
+            seeds=meta.seeds,
+            individuals=state.counts.individuals,
+            evaluations=state.counts.evaluated,
+            search_fitness=pending.search_fitness,
+            capacity=state.capacity,
+        )
+        self._emit(record, META_VALIDATION)
+        if not self._replay:
+            figures = (
+                f"failed ({result.failure})"
+                if result.failed
+                else f"fitness {result.fitness:.4f}, test metric {result.test_metric:.4f}"
+            )
+            self.progress.message(
+                f"meta-validation of individual {pending.meta_of} on {meta.task}: {figures}"
+            )
 
     # -- completions --------------------------------------------------------------------
 
     def _complete(self, completion: Completed) -> None:
-        pending = self.in_flight.pop(completion.job_id)
+        pending = self.state.in_flight.pop(completion.job_id)
         self._submitted.discard(completion.job_id)
         result = sanitize(completion.result)
         if pending.meta_of is not None:
@@ -353,26 +293,12 @@ class Search:
             self._record(pending, result, completion.worker, cache_hit=None)
 
     def _record(self, pending: Pending, result: Result, worker: str | None, cache_hit: str | None) -> None:
-        self.seq += 1
+        state = self.state
+        state.seq += 1
         self._since_checkpoint += 1
-        record = {
-            "seq": self.seq,
-            "id": pending.id,
-            "parent": pending.parent,
-            "island": pending.island,
-            "mutation": pending.mutation,
-            "program": pending.program.to_text(),
-            "length": len(pending.program.statements),
-            "hash": pending.hash,
-            "fingerprint": pending.fingerprint,
-            "redundant_fraction": _finite_or_none(pending.redundant_fraction),
-            **result_to_dict(result),
-            "seconds": result.seconds if cache_hit is None else 0.0,
-            "worker": worker,
-            "cache_hit": cache_hit,
-        }
+        record = individual_record(state.seq, pending, result, worker, cache_hit, capacity=state.capacity)
         self._emit(record, INDIVIDUALS)
-        counts = self.counts
+        counts = state.counts
         counts.individuals += 1
         if cache_hit is None:
             counts.evaluated += 1
@@ -383,21 +309,20 @@ class Search:
         else:
             counts.fingerprint_hits += 1
         member = Member(pending.program, result.fitness, pending.hash)
-        if self.best is None or result.fitness > self.best[2]:
-            self.best = (pending.id, pending.program, result.fitness)
+        if state.best is None or result.fitness > state.best.fitness:
+            state.best = Best(id=pending.id, program=pending.program, fitness=result.fitness)
             self._best_changed = True  # best.txt is rewritten after this event (not mid-replay)
         if pending.mutation == "initial":
-            self.members[pending.id] = member
-            for island in self.islands:
+            state.members[pending.id] = member
+            for island in state.islands:
                 island.members.extend([pending.id] * self.config.search.population_size)
                 island.best_fitness = result.fitness
-            return
-        if self.config.search.mode == "random":
-            return
-        self._join(self.islands[pending.island], pending.id, member)
+        elif self.config.search.mode != "random":
+            self._join(state.islands[pending.island], pending.id, member)
 
     def _join(self, island: Island, member_id: int, member: Member) -> None:
-        self.members[member_id] = member
+        """Add a child to its island; the oldest member leaves (aging)."""
+        self.state.members[member_id] = member
         island.members.append(member_id)
         if len(island.members) > self.config.search.population_size:
             island.members.popleft()
@@ -413,169 +338,73 @@ class Search:
 
     def _restart_from_best(self, island: Island) -> None:
         """Refill ``island`` with copies of the best program so far (a plateau restart)."""
-        best_id, program, fitness = self.best
-        if best_id not in self.members:
-            self.members[best_id] = Member(program, fitness, analyze_program(program).hash)
-        island.members = deque([best_id] * self.config.search.population_size)
-        island.best_fitness = fitness
+        state = self.state
+        best = state.best
+        if best.id not in state.members:
+            state.members[best.id] = Member(best.program, best.fitness, analyze_program(best.program).hash)
+        island.members = deque([best.id] * self.config.search.population_size)
+        island.best_fitness = best.fitness
         island.since_improvement = 0
-        self.counts.restarts += 1
+        state.counts.restarts += 1
         if not self._replay:
-            self.progress.message(f"restart from the best (individual {best_id}, fitness {fitness:.4f})")
+            self.progress.message(f"restart from the best (individual {best.id}, fitness {best.fitness:.4f})")
 
     def _forget_unreferenced(self) -> None:
-        if len(self.members) <= 2 * sum(len(i.members) for i in self.islands) + 16:
+        state = self.state
+        if len(state.members) <= 2 * sum(len(i.members) for i in state.islands) + 16:
             return
-        alive = set().union(*(set(i.members) for i in self.islands))
-        self.members = {k: v for k, v in self.members.items() if k in alive}
-
-    def _record_meta(self, pending: Pending, result: Result, worker: str | None) -> None:
-        self.seq += 1
-        record = {
-            "seq": self.seq,
-            "individual": pending.meta_of,
-            "job": pending.id,
-            "evaluations": self.counts.evaluated,
-            "task": self.config.meta_validation.task,
-            "program": pending.program.to_text(),
-            **result_to_dict(result),
-            "worker": worker,
-        }
-        self._emit(record, META_VALIDATION)
-        if not self._replay:
-            fitness = "failed" if result.failed else f"{result.fitness:.4f}"
-            self.progress.message(
-                f"meta-validation of individual {pending.meta_of} on {record['task']}: {fitness}"
-            )
+        alive = set().union(*(set(i.members) for i in state.islands))
+        state.members = {k: v for k, v in state.members.items() if k in alive}
 
     def _write_best(self) -> None:
         self._best_changed = False
-        best_id, program, fitness = self.best
-        pruned = prune(program)
-        header = f"individual {best_id}, fitness {fitness} on {self.config.task.name} (seed {self.config.task.seed})"
-        if pruned != program:
+        best = self.state.best
+        pruned = prune(best.program)
+        seeds = self.config.task.seeds
+        header = (
+            f"individual {best.id}, fitness {best.fitness} on {self.config.task.name} "
+            f"(seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))})"
+        )
+        if pruned != best.program:
             header += "\nwithout its redundant statements (same updates):\n" + pruned.to_text()
-        self.rundir.write_best(program.to_text(), header)
+        self.rundir.write_best(best.program.to_text(), header)
 
     # -- log, replay, checkpoints -------------------------------------------------------
 
     def _emit(self, record: dict, log: str) -> None:
-        if not self._replay:
-            self.rundir.append(record, log)
-            return
-        expected = self._replay.popleft()
-        same = expected["_log"] == log and expected["seq"] == record["seq"]
-        if log == INDIVIDUALS:
-            same = same and all(expected[k] == record[k] for k in ("id", "hash", "cache_hit", "program"))
+        """Append ``record`` to ``log``; while replaying, check it against the logged line instead."""
+        if self._replay:
+            self._replay.check(record, log)
         else:
-            same = same and expected["individual"] == record["individual"]
-        if not same:
-            raise SearchError(
-                f"{self.rundir.path}: log line seq {expected['seq']} does not match the replayed search "
-                f"(expected {_summary(expected)}, replay gave {_summary(record)}); was the config changed?"
-            )
-
-    def _replayed_completion(self) -> Completed:
-        record = self._replay[0]
-        job_id = record["id"] if record["_log"] == INDIVIDUALS else record["job"]
-        if job_id not in self.in_flight or record.get("cache_hit") is not None:
-            raise SearchError(
-                f"{self.rundir.path}: log line seq {record['seq']} is not the completion of a job in flight"
-            )
-        return Completed(job_id, result_from_dict(record), record["worker"])
+            self.rundir.append(record, log)
 
     def checkpoint(self) -> None:
-        """Write the whole state atomically (only between two events, never mid-replay)."""
+        """Write the state atomically (only between two events, never mid-replay)."""
+        now = time.monotonic()
+        self.state.elapsed_seconds += now - self._session_start
+        self._session_start = now
         self._since_checkpoint = 0
-        self.rundir.write_checkpoint(self.state_dict())
+        self.rundir.write_checkpoint(self.state.to_dict())
 
-    def state_dict(self) -> dict:
-        best = None
-        if self.best is not None:
-            best = {
-                "id": self.best[0],
-                "program": self.best[1].to_text(),
-                "fitness": _finite_or_none(self.best[2]),
-            }
-        return {
-            "seq": self.seq,
-            "capacity": self.capacity,
-            "next_id": self.next_id,
-            "next_island": self.next_island,
-            "next_meta_at": self.next_meta_at,
-            "last_meta_validated": self.last_meta_validated,
-            "started": self.started,
-            "finished": self.finished,
-            "elapsed_seconds": self.elapsed(),
-            "rng": self.rng.bit_generator.state,
-            "counts": vars(self.counts),
-            "islands": [
-                {
-                    "members": list(i.members),
-                    "best_fitness": _finite_or_none(i.best_fitness),
-                    "since": i.since_improvement,
-                }
-                for i in self.islands
-            ],
-            "members": {
-                str(k): {
-                    "program": m.program.to_text(),
-                    "fitness": _finite_or_none(m.fitness),
-                    "hash": m.hash,
-                }
-                for k, m in self.members.items()
-            },
-            "in_flight": [p.to_dict() for p in self.in_flight.values()],
-            "best": best,
-            "cache": self.cache.to_dict(),
-        }
+    def resume(self) -> list[str]:
+        """Start from the run directory: its checkpoint, the cache of its log, the log lines to replay.
 
-    def load_state(self, state: dict) -> None:
-        self.seq = state["seq"]
-        self.capacity = state["capacity"]
-        self.next_id = state["next_id"]
-        self.next_island = state["next_island"]
-        self.next_meta_at = state["next_meta_at"]
-        self.last_meta_validated = state["last_meta_validated"]
-        self.started = state["started"]
-        self.finished = state["finished"]
-        self.elapsed_before = state["elapsed_seconds"]
-        self.rng.bit_generator.state = state["rng"]
-        self.counts = Counts(**state["counts"])
-        self.islands = [
-            Island(deque(i["members"]), _none_to_worst(i["best_fitness"]), i["since"])
-            for i in state["islands"]
-        ]
-        texts: dict[str, Program] = {}
+        Returns:
+          Notes for the user on what was repaired or not trusted (``resume_point``).
 
-        def program_of(text: str) -> Program:  # copies share one parsed Program
-            if text not in texts:
-                texts[text] = parse(text)
-            return texts[text]
-
-        self.members = {
-            int(k): Member(program_of(m["program"]), _none_to_worst(m["fitness"]), m["hash"])
-            for k, m in state["members"].items()
-        }
-        self.in_flight = {p["id"]: Pending.from_dict(p) for p in state["in_flight"]}
-        best = state["best"]
-        self.best = (
-            None if best is None else (best["id"], parse(best["program"]), _none_to_worst(best["fitness"]))
-        )
-        self.cache = FitnessCache.from_dict(state["cache"])
-
-    def resume(self) -> None:
-        """Load the checkpoint (if any) and queue the log lines after it for replay."""
-        state = self.rundir.read_checkpoint()
-        if state is not None:
-            self.load_state(state)
-        self._replay = deque(self.rundir.records_after(self.seq))
+        Raises:
+          RunDirectoryError: if the run directory is not writable or a log is damaged.
+        """
+        self.state, self.cache, replay, notes = resume_point(self.rundir, self.state)
+        self._replay = Replay(replay, self.rundir.path)
+        return notes
 
     # -- reporting ----------------------------------------------------------------------
 
     def stats(self) -> dict:
         """Counters and rates for the progress line and the final summary."""
-        c = self.counts
+        c = self.state.counts
+        best = self.state.best
         hits = c.hash_hits + c.fingerprint_hits
         return {
             "individuals": c.individuals,
@@ -589,25 +418,7 @@ class Search:
             "meta_validations": c.meta_validations,
             "cache_hit_rate": hits / c.valid if c.valid else 0.0,
             "redundant_fraction": c.redundant_sum / c.redundant_count if c.redundant_count else math.nan,
-            "best_fitness": self.best[2] if self.best is not None else WORST_FITNESS,
-            "best_id": self.best[0] if self.best is not None else None,
+            "best_fitness": best.fitness if best is not None else WORST_FITNESS,
+            "best_id": best.id if best is not None else None,
             "elapsed_seconds": self.elapsed(),
         }
-
-
-def _summary(record: dict) -> str:
-    if "id" in record:
-        return f"individual {record['id']} (hash {record['hash']}, cache {record['cache_hit']})"
-    return f"meta-validation of {record['individual']}"
-
-
-def _finite_or_none(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
-
-
-def _none_to_nan(x: float | None) -> float:
-    return math.nan if x is None else float(x)
-
-
-def _none_to_worst(x: float | None) -> float:
-    return WORST_FITNESS if x is None else float(x)

@@ -1,4 +1,4 @@
-"""Mutations of immutable programs, one per child (PAPER.md section 3).
+"""Mutations of immutable programs, one per child (arXiv:2302.06675, section 2.2).
 
 Four kinds, chosen with configurable weights:
 
@@ -12,7 +12,7 @@ Four kinds, chosen with configurable weights:
   2^a with a ~ N(0, 1). The only kind used by the constants-only baseline.
 
 A single ``mutate`` call may produce an invalid program (a deleted statement was read
-later, a new type breaks a later call); ``Search._breed`` re-mutates the parent until
+later, a new type breaks a later call); ``mutate_until_valid`` re-mutates the parent until
 the child is valid and differs from it, as the paper does.
 """
 
@@ -22,9 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsl import Program, ProgramError
-from dsl._random import OP_NAMES, random_constant, random_statement, scope_kinds
-from dsl._types import Kind
+from dsl import OP_NAMES, Kind, Program, ProgramError, random_constant, random_statement, scope_kinds
 
 MUTATION_KINDS = ("insert", "delete", "modify_argument", "mutate_constant")
 

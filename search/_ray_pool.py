@@ -12,28 +12,53 @@ A worker that dies (killed, out of memory, crashed) is replaced by a fresh actor
 jobs are re-queued, so the caller still gets exactly one ``Completed`` per job. A
 candidate that fails (NaN, divergence, an exception in training) is an ordinary failed
 ``Result``, made inside the worker by ``evaluate_safely`` exactly as in-process.
+
+The project's packages (``dsl``, ``proxy_tasks``, ``search``) travel to the workers in the
+job's runtime environment (Ray's ``py_modules``, ``project_runtime_env``), so a cluster
+node needs only the dependencies, not the project (docs/cluster.md). An evaluator that
+starts or joins Ray sets it; a caller that initializes Ray itself passes it to ``ray.init``.
 """
 
 from __future__ import annotations
 
-import logging
 import os
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
+import dsl
+import proxy_tasks
+import search
 from dsl import Program, parse
 
-from ._evaluator import Completed, evaluate_safely, get_task
+from ._evaluator import Completed, evaluate_seeds, get_task
+from ._ray_cluster import join, start_local
 
 # One compute thread per JAX process: each actor owns one CPU (``num_cpus=1``), and XLA's
 # default thread pool would otherwise make the workers fight over every core.
 # Measured by scripts/bench_search.py --compare-env: with XLA's default threads two workers
 # were no faster than one on 2 cores; single-threaded, 1.4x (docs/performance.md, Search).
 SINGLE_THREAD_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+
+
+def project_runtime_env() -> dict:
+    """Ray's job runtime environment that ships the project's packages to every worker.
+
+    Ray zips each package directory and uploads it once per content hash; a worker imports
+    the packages from its unpacked copy, ahead of anything installed on its node.
+    """
+    packages = [str(Path(package.__file__).parent) for package in (dsl, proxy_tasks, search)]
+    return {"py_modules": packages, "excludes": ["__pycache__", "*.pyc"]}
+
+
+# While workers start, a note on what is awaited this often (seconds).
+_WAIT_NOTE_EVERY = 15.0
 
 
 @ray.remote
@@ -52,16 +77,16 @@ class ProxyWorker:
         """The worker's process id, once its main task is built."""
         return os.getpid()
 
-    def evaluate(self, program_text: str, seed: int, task_name: str | None = None):
-        """Train ``program_text`` with ``seed`` on ``task_name`` (None: the main task)."""
-        return evaluate_safely(get_task(task_name or self._main_task), parse(program_text), seed)
+    def evaluate(self, program_text: str, seeds: tuple[int, ...], task_name: str | None = None):
+        """Train ``program_text`` with each of ``seeds`` on ``task_name`` (None: the main task); the mean."""
+        return evaluate_seeds(get_task(task_name or self._main_task), parse(program_text), seeds)
 
 
 @dataclass
 class _Job:
     job_id: int
     program_text: str
-    seed: int
+    seeds: tuple[int, ...]
     task_name: str | None
 
 
@@ -90,8 +115,9 @@ class RayEvaluator:
       task_name: the main proxy task (``proxy_tasks.get(task_name)``), built by every actor.
       num_workers: number of actors; default: the CPUs Ray reports available (divided by
         ``num_gpus`` GPUs per actor when that is set).
-      address: a running Ray cluster to join (``ray.init(address=...)``); None starts a
-        local instance sized to this machine unless Ray is already initialized.
+      address: a running Ray cluster to join (``HOST:PORT`` as ``ray start --head`` prints
+        it, ``auto``, or ``ray://HOST:PORT``; see ``_ray_cluster.join``); None starts a
+        private local instance sized to this machine unless Ray is already initialized.
       max_in_flight_per_worker: calls queued on each actor at once; ``capacity`` is
         ``num_workers * max_in_flight_per_worker``.
       num_gpus: GPUs per actor (0: CPU only). The device is configuration, not code.
@@ -100,10 +126,13 @@ class RayEvaluator:
         with no job completed in between; default ``3 * num_workers``.
       startup_timeout: seconds to wait for the first actors to be scheduled and to build
         their task (a cluster without the resources would otherwise wait forever).
+      notify: called with a line of text when something takes a while (joining, workers
+        still starting and why); None: silent.
 
     Raises:
-      WorkerPoolError: if a worker cannot build ``task_name``, or the workers do not
-        start within ``startup_timeout``.
+      WorkerPoolError: if a worker cannot build ``task_name``, the workers do not start
+        within ``startup_timeout``, or a Ray this evaluator started has too few CPUs or GPUs.
+      RayConnectionError: if Ray cannot be started or the cluster cannot be joined.
     """
 
     def __init__(
@@ -116,17 +145,19 @@ class RayEvaluator:
         env_vars: dict[str, str] | None = None,
         max_consecutive_deaths: int | None = None,
         startup_timeout: float = 600.0,
+        notify: Callable[[str], None] | None = None,
     ):
         if max_in_flight_per_worker < 1:
             raise ValueError(f"max_in_flight_per_worker must be >= 1, got {max_in_flight_per_worker}")
         if num_workers is not None and num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         self.task_name = task_name
-        self._started_ray = False
+        self._ray_started_as: str | None = None  # "local" or "joined" when this evaluator started it
         self._closed = False
         self._slots: list[_Slot] = []
         self._queue: deque[_Job] = deque()
         self._in_flight: dict[ray.ObjectRef, tuple[_Job, _Slot, Any]] = {}
+        self._notify = notify or (lambda message: None)
         if not ray.is_initialized():
             self._start_ray(address)
         try:  # whatever fails from here on, the actors started so far and our Ray go with it
@@ -138,6 +169,7 @@ class RayEvaluator:
                 "num_gpus": num_gpus,
                 "runtime_env": {"env_vars": dict(SINGLE_THREAD_ENV if env_vars is None else env_vars)},
             }
+            self._check_resources()
             self._max_deaths = max_consecutive_deaths or 3 * self.num_workers
             self._deaths_since_success = 0
             self.deaths = 0
@@ -150,24 +182,56 @@ class RayEvaluator:
     # -- setup ---------------------------------------------------------------------------
 
     def _start_ray(self, address: str | None) -> None:
-        if address is not None:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        if address is None:
+            start_local(os.cpu_count() or 1, project_runtime_env())
+            self._ray_started_as = "local"
         else:
-            ray.init(
-                num_cpus=os.cpu_count(),
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-                ignore_reinit_error=True,
+            self._notify(f"joining the Ray cluster at {address}")
+            join(address, project_runtime_env())
+            self._ray_started_as = "joined"
+
+    def _check_resources(self) -> None:
+        """Refuse at once what a Ray of fixed size cannot schedule; on a cluster, say what is missing."""
+        total = ray.cluster_resources()
+        missing = []
+        for resource, per_worker in (("CPU", 1), ("GPU", self._actor_options["num_gpus"])):
+            need = per_worker * self.num_workers
+            if need > total.get(resource, 0):
+                missing.append(
+                    f"{need:g} {resource}s ({per_worker:g} per worker), it has {total.get(resource, 0):g}"
+                )
+        if not missing:
+            return
+        what = f"{self.num_workers} Ray workers need " + " and ".join(missing)
+        if self._ray_started_as == "local":
+            raise WorkerPoolError(
+                f"{what} on this machine: lower workers.count (null: one per CPU)"
+                + (" or workers.gpus_per_worker" if self._actor_options["num_gpus"] else "")
             )
-        self._started_ray = True
+        self._notify(f"{what} now; waiting for nodes to join (an autoscaler may add them)")
 
     def _new_actor(self):
         return ProxyWorker.options(**self._actor_options).remote(self.task_name)
 
     def _wait_until_ready(self, timeout: float) -> None:
+        pending = [slot.actor.ready.remote() for slot in self._slots]
+        deadline = time.monotonic() + timeout
         try:
-            ray.get([slot.actor.ready.remote() for slot in self._slots], timeout=timeout)
+            while True:
+                remaining = deadline - time.monotonic()
+                done, pending = ray.wait(
+                    pending, num_returns=len(pending), timeout=min(remaining, _WAIT_NOTE_EVERY)
+                )
+                ray.get(done)  # raises the error of a worker that could not build its task
+                if not pending:
+                    return
+                if remaining <= _WAIT_NOTE_EVERY:
+                    raise GetTimeoutError
+                self._notify(
+                    f"{len(pending)} of {self.num_workers} Ray workers still starting (building "
+                    f"{self.task_name!r}); free now: {_describe(ray.available_resources())}; "
+                    f"giving up in {deadline - time.monotonic():.0f} s"
+                )
         except GetTimeoutError:
             free = ray.available_resources()
             raise WorkerPoolError(
@@ -188,11 +252,13 @@ class RayEvaluator:
 
     # -- Evaluator -----------------------------------------------------------------------
 
-    def submit(self, job_id: int, program: Program, seed: int, task_name: str | None = None) -> None:
-        """Queue ``program`` for training with ``seed`` on ``task_name`` (None: main task)."""
+    def submit(
+        self, job_id: int, program: Program, seeds: tuple[int, ...], task_name: str | None = None
+    ) -> None:
+        """Queue ``program`` for training with each of ``seeds`` on ``task_name`` (None: main task)."""
         if self._closed:
             raise RuntimeError("RayEvaluator.submit after close()")
-        self._queue.append(_Job(job_id, program.to_text(), seed, task_name))
+        self._queue.append(_Job(job_id, program.to_text(), seeds, task_name))
         self._dispatch()
 
     def wait(self) -> list[Completed]:
@@ -229,8 +295,9 @@ class RayEvaluator:
             _kill(slot.actor)
         self._queue.clear()
         self._in_flight.clear()
-        if self._started_ray:
+        if self._ray_started_as:
             ray.shutdown()
+            self._ray_started_as = None
 
     def __enter__(self) -> RayEvaluator:
         return self
@@ -247,7 +314,7 @@ class RayEvaluator:
             if slot.in_flight >= self._depth:
                 return
             job = self._queue.popleft()
-            ref = slot.actor.evaluate.remote(job.program_text, job.seed, job.task_name)
+            ref = slot.actor.evaluate.remote(job.program_text, job.seeds, job.task_name)
             self._in_flight[ref] = (job, slot, slot.actor)
             slot.in_flight += 1
 
@@ -278,6 +345,11 @@ def _default_num_workers(num_gpus: float) -> int:
             raise WorkerPoolError(f"num_gpus={num_gpus} per worker, but the Ray cluster has {gpus} GPUs free")
         workers = min(workers, int(gpus / num_gpus))
     return max(1, workers)
+
+
+def _describe(resources: dict) -> str:
+    shown = {name: value for name, value in resources.items() if name in ("CPU", "GPU")}
+    return ", ".join(f"{value:g} {name}" for name, value in shown.items()) or "nothing"
 
 
 def _kill(actor) -> None:

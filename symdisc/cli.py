@@ -7,11 +7,23 @@ import os
 import sys
 
 from dsl import _cli as dsl_cli
+from dsl import _simplify_cli as dsl_simplify_cli
+from dsl import _tools_cli as dsl_tools_cli
 from proxy_tasks import _cli as proxy_tasks_cli
 from search import _cli as search_cli
+from search import _funnel_cli as funnel_cli
+from search import _inspect_cli as inspect_cli
 
 # Each module has register(subparsers); a subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = [dsl_cli, search_cli, proxy_tasks_cli]
+COMMAND_MODULES = [
+    dsl_cli,
+    dsl_simplify_cli,
+    dsl_tools_cli,
+    search_cli,
+    proxy_tasks_cli,
+    inspect_cli,
+    funnel_cli,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

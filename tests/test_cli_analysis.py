@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 
 import pytest
+from matplotlib import image
 
 import dsl
+from dsl._dataflow_png import draw_dataflow_png
 from symdisc.cli import main
 from symdisc.exit_codes import BAD_INPUT
 
@@ -81,14 +84,33 @@ def test_png_needs_graph(capsys):
     assert "--png needs --graph" in capsys.readouterr().err
 
 
-def test_png_without_graphviz_says_so(tmp_path, capsys, monkeypatch):
+def test_png_without_graphviz_is_drawn_with_networkx(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no 'dot' on it
     target = tmp_path / "lion.png"
-    assert main(["show", "--graph", "lion", "--png", str(target)]) == 1
+    assert main(["show", "--graph", "lion", "--png", str(target)]) == 0
     captured = capsys.readouterr()
-    assert "Graphviz 'dot' is not installed" in captured.err
     assert captured.out.startswith("digraph train {")
-    assert not target.exists()
+    assert "drawn with networkx and matplotlib" in captured.err
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = image.imread(target)
+    assert pixels.shape[0] >= 300 and pixels.shape[1] >= 600 and pixels[..., :3].std() > 0.05
+
+
+def test_networkx_drawing_shows_every_statement_and_points_down():
+    program = dsl.parse(REDUNDANT)
+    graph = dsl.dataflow(program)
+    drawn = draw_dataflow_png(graph, io.BytesIO())
+    statements = [f"line {program.line_of(i)}: {s.to_text()}" for i, s in enumerate(program.statements)]
+    assert sorted(v for k, v in drawn["labels"].items() if k.startswith("statement:")) == sorted(statements)
+    assert {"w", "g", "m", "v", "lr", "update", "next m", "next v"} <= set(drawn["labels"].values())
+    assert not any(k.startswith("const:") for k in drawn["positions"])  # constants are in the text
+    y = {node: position[1] for node, position in drawn["positions"].items()}
+    for source, target, data in graph.edges(data=True):
+        if data["kind"] == "data" and not source.startswith("const:"):
+            assert y[source] > y[target], f"{source} -> {target} does not point down"
+    assert {(u, v) for u, v in drawn["edges"]} == {
+        (u, v) for u, v in graph.edges if not u.startswith("const:")
+    }
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from search import ConfigError, config_from_dict, load_config
+from search import ConfigError, config_from_dict, load_config, load_yaml
+from search._config import MAX_YAML_BYTES
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 BUDGET = {"budget": {"evaluations": 10}}
@@ -145,3 +146,117 @@ def test_files_that_are_not_utf8_text_are_config_errors(tmp_path):
         config_from_dict({**BUDGET, "search": {"initial_program": str(not_text)}})
     with pytest.raises(ConfigError, match="^search.initial_program: "):
         config_from_dict({**BUDGET, "search": {"initial_program": str(tmp_path)}})  # a directory
+
+
+def test_task_seeds_and_the_one_seed_shorthand():
+    assert config_from_dict(BUDGET).task.seeds == (0,)
+    assert config_from_dict({**BUDGET, "task": {"seeds": [0, 1]}}).task.seeds == (0, 1)
+    assert config_from_dict({**BUDGET, "task": {"seed": 3}}).task.seeds == (3,)
+    assert config_from_dict({**BUDGET, "meta_validation": {"seeds": [2, 5]}}).meta_validation.seeds == (2, 5)
+    with pytest.raises(ConfigError, match=r"^task.seed: expected not given together with task.seeds"):
+        config_from_dict({**BUDGET, "task": {"seed": 0, "seeds": [0, 1]}})
+    with pytest.raises(ConfigError, match=r"^task.seed: expected an int >= 0, got -1"):
+        config_from_dict({**BUDGET, "task": {"seed": -1}})
+    for bad in ([], [1, 1], [0, -2], "0", [0.5]):
+        with pytest.raises(
+            ConfigError, match=r"^task.seeds: expected a non-empty list of distinct ints >= 0"
+        ):
+            config_from_dict({**BUDGET, "task": {"seeds": bad}})
+        with pytest.raises(ConfigError, match=r"^meta_validation.seeds: expected a non-empty list"):
+            config_from_dict({**BUDGET, "meta_validation": {"seeds": bad}})
+
+
+def alias_bomb(depth: int, width: int = 9) -> str:
+    """A small YAML whose every level lists the level below ``width`` times (width**depth leaves)."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, depth):
+        aliases = ", ".join([f"*a{level - 1}"] * width)
+        lines.append(f"a{level}: &a{level} [{aliases}]")
+    lines.append(f"search: {{mode: *a{depth - 1}}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("depth", [6, 9])
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path, depth):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb(depth))
+    assert len(path.read_bytes()) < 2000
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    message = str(error.value)
+    assert "aliases expanded" in message and len(message) < 300, message[:300]
+
+
+def test_a_small_alias_is_still_allowed(tmp_path):
+    path = tmp_path / "anchors.yaml"
+    path.write_text(
+        "budget: &b {evaluations: 10}\nmeta_validation: {task: null}\nrun: {checkpoint_every: 5}\n"
+    )
+    assert load_config(path).budget.evaluations == 10
+
+
+def test_a_recursive_alias_is_a_config_error(tmp_path):
+    path = tmp_path / "loop.yaml"
+    path.write_text("budget: {evaluations: 10}\nsearch: &s {mode: *s}\n")
+    with pytest.raises(ConfigError, match=r"without recursive aliases, got an alias at line 2"):
+        load_config(path)
+
+
+def test_an_error_quotes_a_huge_value_short():
+    with pytest.raises(ConfigError) as error:
+        config_from_dict({**BUDGET, "search": {"mode": ["evolution"] * 100_000}})
+    message = str(error.value)
+    assert message.startswith(
+        "search.mode: expected one of evolution, constants_only, random, got ['evolution'"
+    )
+    assert message.endswith("...]") and len(message) < 300, message[:400]
+    with pytest.raises(ConfigError) as error:
+        config_from_dict({**BUDGET, "task": {"name": "x" * 10_000}})
+    assert len(str(error.value)) < 400 and "..." in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "budget:\n  evaluations: 10\nsearch:\n  population_size: 50\n  population_size: 60\n",
+            "dup.yaml: search.population_size: expected each key once in a mapping, "
+            "got it again at line 5 (first at line 4)",
+        ),
+        (
+            "seed: 1\nbudget: {evaluations: 10}\nseed: 2\n",
+            "dup.yaml: seed: expected each key once in a mapping, got it again at line 3 (first at line 1)",
+        ),
+        (
+            "budget: {evaluations: 10}\nmutation:\n  weights: {insert: 1, insert: 0}\n",
+            "dup.yaml: mutation.weights.insert: expected each key once",
+        ),
+    ],
+)
+def test_a_repeated_key_is_refused_with_its_path_and_line(tmp_path, text, message):
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_a_merge_key_may_be_overridden(tmp_path):
+    path = tmp_path / "merge.yaml"
+    path.write_text("x: &base {evaluations: 10, programs: 5}\nbudget: {<<: *base, programs: 7}\n")
+    data = load_yaml(path)
+    assert data["budget"] == {"evaluations": 10, "programs": 7}
+
+
+def test_a_file_over_the_size_limit_is_refused_unread(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * MAX_YAML_BYTES + "\nbudget: {evaluations: 10}\n")
+    with pytest.raises(ConfigError, match=f"expected a YAML file of at most {MAX_YAML_BYTES} bytes"):
+        load_config(path)
+
+
+def test_deep_nesting_is_a_config_error_not_a_traceback(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("budget: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path)

@@ -1,16 +1,22 @@
 """Regularized evolution on the tiny proxy task, in-process: determinism, cache, budgets, NaN, baselines."""
 
+import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
+import proxy_tasks
 from dsl import analyze, library, parse
-from proxy_tasks._task import Result
-from search import InProcessEvaluator, RunDirectory, Search, config_from_dict
+from proxy_tasks import Result
+from search import InProcessEvaluator, RunDirectory, Search, config_from_dict, mean_result, tournament
+from search import _evolution as search_evolution
 from search._cache import FitnessCache
 from search._evaluator import sanitize
+from search._records import finite_or_none
 
 TASK = "mlp_digits_tiny"
+META_TASK = "mlp_digits_a"
 
 
 STABLE = ("id", "parent", "island", "mutation", "program", "hash", "fitness", "failure", "cache_hit")
@@ -101,8 +107,6 @@ def test_cache_lookup_order_hash_then_fingerprint():
     assert cache.lookup("h2", lambda: "f1") == (result, "fingerprint", "f1")
     assert cache.lookup("h2", lambda: "zz")[1] == "hash"  # the fingerprint hit was remembered by hash
     assert cache.lookup("h3", lambda: "f3") == (None, None, "f3")
-    restored = FitnessCache.from_dict(cache.to_dict())
-    assert restored.by_hash == cache.by_hash and restored.by_fingerprint == cache.by_fingerprint
 
 
 def test_budgets_by_programs_and_by_evaluations(tmp_path):
@@ -167,7 +171,7 @@ def test_sanitize():
 
 def test_aging_keeps_the_newest_members(tmp_path):
     search, records = run_search(tmp_path / "run", make_config())
-    members = list(search.islands[0].members)
+    members = list(search.state.islands[0].members)
     assert len(members) == 8
     assert members == [r["id"] for r in records][-8:]
 
@@ -199,7 +203,7 @@ def test_parallel_searches_and_restart_from_the_best(tmp_path):
     assert {r["island"] for r in records[1:]} == {0, 1}
     assert search.stats()["restarts"] >= 1
     best_fitness = search.stats()["best_fitness"]
-    for island in search.islands:
+    for island in search.state.islands:
         assert island.best_fitness <= best_fitness
 
 
@@ -210,20 +214,91 @@ def test_restart_refills_the_population_with_the_best(tmp_path):
     assert search.stats()["restarts"] > 0
     best_id = search.stats()["best_id"]
     # the population is the best's copies plus the children that joined since
-    assert best_id in search.islands[0].members
+    assert best_id in search.state.islands[0].members
 
 
-def test_meta_validation_logs_the_best_on_the_larger_task(tmp_path):
-    config = make_config(meta_validation={"task": TASK, "every": 10}, budget={"programs": 40})
+def mean(values):
+    return math.fsum(values) / len(values)
+
+
+def test_fitness_is_the_mean_over_the_task_seeds(tmp_path):
+    config = make_config(task={"seeds": [0, 1]}, budget={"programs": 12})
+    assert config.task.seeds == (0, 1)
     search, records = run_search(tmp_path / "run", config)
+    task = proxy_tasks.get(TASK)
+    trained = [r for r in records if r["cache_hit"] is None]
+    for record in trained[:6]:
+        runs = [task.evaluate(parse(record["program"]), seed) for seed in (0, 1)]
+        if any(r.failure is not None for r in runs):
+            assert record["fitness"] is None and record["failure"] == next(
+                r.failure for r in runs if r.failure
+            )
+            continue
+        assert record["fitness"] == (runs[0].fitness + runs[1].fitness) / 2
+        assert record["train_loss"] == pytest.approx((runs[0].train_loss + runs[1].train_loss) / 2)
+        assert runs[0].fitness != runs[1].fitness  # the seeds do differ: a one-seed mean would fail
+    assert "(seeds 0, 1)" in (tmp_path / "run" / "best.txt").read_text()
+
+
+def test_mean_result_averages_the_figures_and_fails_if_one_seed_failed():
+    a = Result(0.5, 0.6, 1.0, 10, None, 1.0, test_fitness=0.4, test_metric=0.45)
+    b = Result(0.7, 0.8, 3.0, 10, None, 2.0, test_fitness=0.6, test_metric=0.55)
+    both = mean_result([a, b])
+    assert (both.fitness, both.metric, both.train_loss) == (0.6, 0.7, 2.0)
+    assert (both.test_fitness, both.test_metric, both.steps, both.seconds) == (0.5, 0.5, 10, 3.0)
+    assert not both.failed
+    assert mean_result([a]) == a
+    diverged = Result(float("-inf"), float("nan"), 9.0, 3, "diverged at step 3", 0.5)
+    failed = mean_result([a, diverged])
+    assert failed.failure == "diverged at step 3" and failed.fitness == float("-inf") and failed.steps == 3
+
+
+def meta_validations_expected(records, every):
+    """From the individuals log alone: the (evaluations, best id, best fitness) of each due meta-validation.
+
+    One is due each time the evaluation count reaches a multiple of ``every`` (in-process, one job
+    in flight); it runs only if the best changed since the last one.
+    """
+    evaluated, best, last, expected = 0, None, None, []
+    for record in records:
+        fitness = record["fitness"] if record["fitness"] is not None else float("-inf")
+        if best is None or fitness > best[1]:
+            best = (record["id"], fitness)
+        if record["cache_hit"] is None:
+            evaluated += 1
+            if evaluated % every == 0 and best[0] != last:
+                expected.append((evaluated, *best))
+                last = best[0]
+    return expected
+
+
+@pytest.mark.slow  # compiles the larger task's training loop
+def test_meta_validation_evaluates_a_changed_best_on_the_larger_task_and_skips_an_unchanged_one(tmp_path):
+    # a weak warm start (plain SGD, fitness 0.14) so the best changes often in a short run
+    every = 5
+    config = make_config(
+        seed=0,
+        search={"initial_program": "sgd"},
+        meta_validation={"task": META_TASK, "every": every, "seeds": [0, 1]},
+        budget={"programs": None, "evaluations": 40},
+    )
+    search, records = run_search(tmp_path / "run", config, InProcessEvaluator(TASK))
     meta = RunDirectory.open(tmp_path / "run").read_log("meta_validation.jsonl")
-    assert meta, "no meta-validation was logged"
+    expected = meta_validations_expected(records, every)
+    assert [(m["evaluations"], m["individual"], m["search_fitness"]) for m in meta] == expected
+    assert 3 <= len(meta) < 40 // every  # several, and at least one skipped as unchanged
     by_id = {r["id"]: r for r in records}
+    task = proxy_tasks.get(META_TASK)
     for line in meta:
-        assert line["task"] == TASK
-        # same task and seed: the meta-validation reproduces the search fitness
-        assert line["fitness"] == pytest.approx(by_id[line["individual"]]["fitness"])
-    assert len({line["individual"] for line in meta}) == len(meta)  # an unchanged best is not redone
+        assert line["task"] == META_TASK and line["seeds"] == [0, 1]
+        assert line["program"] == by_id[line["individual"]]["program"]
+        assert line["individuals"] == sum(r["seq"] < line["seq"] for r in records)
+        runs = [task.evaluate(parse(line["program"]), seed) for seed in (0, 1)]
+        assert line["fitness"] == mean([r.fitness for r in runs])
+        assert line["metric"] == mean([r.metric for r in runs])
+        assert line["test_metric"] == finite_or_none(mean([r.test_metric for r in runs]))
+        assert line["fitness"] != line["search_fitness"]  # another task: not the search's number again
+    assert search.stats()["meta_validations"] == len(meta)
 
 
 def test_an_exhausted_wall_time_budget_breeds_nothing_more(tmp_path):
@@ -234,25 +309,97 @@ def test_an_exhausted_wall_time_budget_breeds_nothing_more(tmp_path):
     assert search.finished
 
 
+WARM_START_WITH_DEAD_CODE = """def train(w, g, m, lr):
+  m = interp(g, m, 0.9)
+  unused = m * 3.0
+  update = sign(m)
+  update = update * lr
+  update = update * 0.01
+  return update, m
+"""
+
+
 def test_best_txt_shows_the_pruned_program(tmp_path):
-    search, records = run_search(tmp_path / "run", make_config(budget={"programs": 40}))
-    text = (tmp_path / "run" / "best.txt").read_text()
-    best = next(r for r in records if r["id"] == search.stats()["best_id"])
-    assert text.endswith(best["program"])
-    if analyze(parse(best["program"])).redundant:
-        assert "without its redundant statements" in text
+    program_file = tmp_path / "warm_start.txt"
+    program_file.write_text(WARM_START_WITH_DEAD_CODE)
+    # only the warm start is recorded, so it is the best; its statement "unused" reaches no output
+    config = make_config(search={"initial_program": str(program_file)}, budget={"programs": 1})
+    search, records = run_search(tmp_path / "run", config)
+    assert search.stats()["best_id"] == 0
+    fitness = records[0]["fitness"]
+    assert (tmp_path / "run" / "best.txt").read_text() == (
+        f"# individual 0, fitness {fitness} on {TASK} (seed 0)\n"
+        "# without its redundant statements (same updates):\n"
+        "# def train(w, g, m, lr):\n"
+        "#   m = interp(g, m, 0.9)\n"
+        "#   update = sign(m)\n"
+        "#   update = update * lr\n"
+        "#   update = update * 0.01\n"
+        "#   return update, m\n" + WARM_START_WITH_DEAD_CODE
+    )
+
+
+def test_tournament_picks_the_fittest_of_the_sampled_members():
+    fitness = {10: 0.3, 11: 0.9, 12: 0.5, 13: float("-inf")}
+    ids = list(fitness)
+    rng = np.random.default_rng(0)
+    # T = P samples every member: always the fittest
+    assert {tournament(rng, ids, fitness.__getitem__, 4) for _ in range(50)} == {11}
+    # T = 2 of 3: each pair is equally likely, the pair's fitter member wins
+    three = [10, 11, 12]
+    wins = [tournament(rng, three, fitness.__getitem__, 2) for _ in range(3000)]
+    assert wins.count(10) == 0  # the least fit never wins a pair
+    assert wins.count(11) / 3000 == pytest.approx(2 / 3, abs=0.04)  # in 2 of the 3 pairs
+    assert wins.count(12) / 3000 == pytest.approx(1 / 3, abs=0.04)
+    # copies of one program: ids repeat in a population
+    assert tournament(rng, [13, 13, 11, 13], fitness.__getitem__, 4) == 11
 
 
 def test_one_tournament_per_child_whose_winner_is_mutated_until_valid(tmp_path, monkeypatch):
     tournaments = []
-    real_tournament = Search._tournament
+    real_tournament = search_evolution.tournament
 
-    def counting(self, island):
-        tournaments.append(real_tournament(self, island))
+    def counting(*args):
+        tournaments.append(real_tournament(*args))
         return tournaments[-1]
 
-    monkeypatch.setattr(Search, "_tournament", counting)
+    monkeypatch.setattr(search_evolution, "tournament", counting)
     search, records = run_search(tmp_path / "run", make_config())
     bred = [r for r in records if r["mutation"] != "initial"]
     assert search.stats()["generated"] > len(bred)  # some children were invalid and re-mutated
     assert tournaments == [r["parent"] for r in bred]
+
+
+# Trains on small gradients but is NaN on the fingerprint's probe (arctanh of |g| >= 1), as
+# are most of its children: before the fix they all shared one fingerprint, and a child
+# that fails training (m * log(v) from zero state) was handed this program's fitness.
+NAN_ON_THE_PROBE = """def train(w, g, m, v, lr):
+  m = arctanh(g)
+  g2 = square(g)
+  m = interp(lr, lr, m)
+  v = interp(g2, v, 0.7934)
+  sqrt_v = sqrt(v)
+  update = g / sqrt_v
+  lr = m * 0.0216
+  update = update * lr
+  return update, m, v
+"""
+
+
+def test_programs_that_are_not_finite_on_the_probe_get_no_fingerprint_and_no_fingerprint_hit(tmp_path):
+    from dsl import fingerprint, probe_updates
+
+    start = tmp_path / "start.txt"
+    start.write_text(NAN_ON_THE_PROBE)
+    assert fingerprint(NAN_ON_THE_PROBE, finite_only=True) is None
+    failing = "def train(w, g, m, v, lr):\n  lr = log(v)\n  update = m * lr\n  return update, m, v\n"
+    assert fingerprint(failing) == fingerprint(NAN_ON_THE_PROBE)  # the collision the search must not use
+    config = make_config(search={"initial_program": str(start)}, budget={"programs": 80})
+    _, records = run_search(tmp_path / "run", config)
+    non_finite = [
+        r
+        for r in records
+        if not all(np.isfinite(leaf).all() for update in probe_updates(r["program"]) for leaf in update)
+    ]
+    assert len(non_finite) > 10  # the test exercises the case
+    assert all(r["fingerprint"] is None and r["cache_hit"] != "fingerprint" for r in non_finite)

@@ -88,6 +88,15 @@ def scaled_schedule(constant: float):
     return lambda count: constant * SCHEDULE(count)
 
 
+def lion_k(mode: str, learning_rate) -> optax.GradientTransformation:
+    """optax.lion with another sign (optax.lion itself has no ``mode``); weight decay 0.01 as lion.txt."""
+    return optax.chain(
+        optax.scale_by_lion(b1=0.9, b2=0.99, mode=mode),
+        optax.add_decayed_weights(0.01),
+        optax.scale_by_learning_rate(learning_rate),
+    )
+
+
 # The optax optimizer each program must equal, given its learning rate (a schedule).
 OPTAX_EQUIVALENTS = {
     "sgd": optax.sgd,
@@ -101,6 +110,8 @@ OPTAX_EQUIVALENTS = {
     "radam": optax.radam,
     # lion.txt is the paper's program: weight decay 0.01, not optax's default 1e-3.
     "lion": lambda lr: optax.lion(lr, weight_decay=0.01),
+    "lion_smooth": lambda lr: lion_k("smooth", lr),
+    "lion_refined": lambda lr: lion_k("refined", lr),
     "signsgd": optax.sign_sgd,
     "signum": lambda lr: optax.signum(lr, beta=0.9),
     # One beta: Lion with b1 = b2 takes the sign of the very average it stores.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import astuple, replace
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from dsl import library, parse  # noqa: E402
+from search import _ray_pool  # noqa: E402
 from search._evaluator import InProcessEvaluator  # noqa: E402
 from search._ray_pool import RayEvaluator, WorkerPoolError  # noqa: E402
 
@@ -145,4 +147,19 @@ def test_a_task_the_workers_cannot_build_is_a_clear_error_and_ray_stays_up(ray_s
 def test_workers_that_cannot_be_scheduled_are_a_clear_error(ray_session):
     with pytest.raises(WorkerPoolError, match="did not start within 2 s .*1 GPU"):
         RayEvaluator(TASK, num_workers=1, num_gpus=1, startup_timeout=2)  # this cluster has no GPU
+    assert ray.is_initialized()
+
+
+def test_a_cluster_short_of_cpus_says_what_it_waits_for(ray_session, monkeypatch):
+    """Ray started by someone else may grow (an autoscaler): wait, but say why, and keep saying."""
+    monkeypatch.setattr(_ray_pool, "_WAIT_NOTE_EVERY", 1.0)
+    notes = []
+    with pytest.raises(WorkerPoolError, match="did not start within 3 s"):
+        RayEvaluator(TASK, num_workers=5, startup_timeout=3, notify=notes.append)
+    assert notes[0] == (
+        "5 Ray workers need 5 CPUs (1 per worker), it has 3 now; waiting for nodes to join "
+        "(an autoscaler may add them)"
+    )
+    pattern = r"\d of 5 Ray workers still starting \(building 'mlp_digits_tiny'\); free now: .*; giving up in"
+    assert any(re.match(pattern, note) for note in notes[1:]), notes
     assert ray.is_initialized()

@@ -1,0 +1,113 @@
+"""Breeding one child: the tournament, mutation attempts until a valid child, random programs.
+
+Regularized evolution (arXiv:2302.06675, section 2.2): a tournament of T members sampled
+from a population picks a parent; the parent is mutated, and mutated again until the
+child type-checks and its functional hash differs from the parent's. The random-search
+baseline draws fresh random programs instead, until one is valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsl import Program, random_program
+
+from ._cache import Facts, analyze_program
+from ._config import Config
+from ._mutation import MutationSettings, mutate
+from ._state import SearchError
+
+MAX_BREED_ATTEMPTS = 10_000
+
+
+def mutation_settings(config: Config) -> MutationSettings:
+    """The ``MutationSettings`` of ``config`` (constants-only mode: ``mutate_constant`` alone)."""
+    mutation = config.mutation
+    return MutationSettings(
+        weights=(
+            {"mutate_constant": 1.0} if config.search.mode == "constants_only" else dict(mutation.weights)
+        ),
+        max_length=mutation.max_length,
+        constant_probability=mutation.constant_probability,
+        constant_reset_probability=mutation.constant_reset_probability,
+    )
+
+
+def tournament(
+    rng: np.random.Generator, member_ids: Sequence[int], fitness: Callable[[int], float], size: int
+) -> int:
+    """The fittest of ``size`` members sampled without replacement (ties: the first sampled).
+
+    Args:
+      rng: draws the sample.
+      member_ids: the population (ids may repeat: copies of one program).
+      fitness: the fitness of a member id.
+      size: T, at most ``len(member_ids)``.
+
+    Returns:
+      The winner's id.
+    """
+    picks = rng.choice(len(member_ids), size=size, replace=False)
+    best_id, best_fitness = None, None
+    for index in picks:
+        member_id = member_ids[int(index)]
+        member_fitness = fitness(member_id)
+        if best_id is None or member_fitness > best_fitness:
+            best_id, best_fitness = member_id, member_fitness
+    return best_id
+
+
+@dataclass(frozen=True)
+class Child:
+    """A valid child and how it was made.
+
+    Attributes:
+      program: the child.
+      mutation: the mutation kind that made it, or ``"random"``.
+      facts: its validity, functional hash and redundancy.
+      attempts: programs generated to get it (the invalid ones and those equal to the parent).
+    """
+
+    program: Program
+    mutation: str
+    facts: Facts
+    attempts: int
+
+
+def mutate_until_valid(
+    rng: np.random.Generator, parent: Program, parent_hash: str, settings: MutationSettings
+) -> Child:
+    """Mutate ``parent`` until the child is valid and functionally different from it.
+
+    Raises:
+      SearchError: after ``MAX_BREED_ATTEMPTS`` failed attempts.
+    """
+    for attempt in range(1, MAX_BREED_ATTEMPTS + 1):
+        child, mutation = mutate(rng, parent, settings)
+        facts = analyze_program(child)
+        if facts.valid and facts.hash != parent_hash:
+            return Child(program=child, mutation=mutation, facts=facts, attempts=attempt)
+    raise SearchError(
+        f"no valid child that differs from its parent in {MAX_BREED_ATTEMPTS} attempts "
+        f"(mutation weights {settings.weights})"
+    )
+
+
+def random_valid_program(rng: np.random.Generator, max_length: int, state_slots: int) -> Child:
+    """A random program of uniformly drawn length 1..``max_length``, redrawn until valid.
+
+    Raises:
+      SearchError: after ``MAX_BREED_ATTEMPTS`` invalid programs.
+    """
+    for attempt in range(1, MAX_BREED_ATTEMPTS + 1):
+        length = int(rng.integers(1, max_length + 1))
+        program = random_program(rng, length, state_slots=state_slots)
+        facts = analyze_program(program)
+        if facts.valid:
+            return Child(program=program, mutation="random", facts=facts, attempts=attempt)
+    raise SearchError(
+        f"no valid random program of at most {max_length} statements in {MAX_BREED_ATTEMPTS} draws"
+    )
