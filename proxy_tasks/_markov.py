@@ -45,7 +45,7 @@ MARKOV_SIZES = {
     ),
     # Width 64, two blocks, batch 256, 400 steps: ~113x A's training FLOPs.
     "c": dict(
-        seq_len=16, width=64, depth=2, heads=4, mlp_ratio=4, steps=600, batch_size=256, train_size=524_288
+        seq_len=16, width=64, depth=2, heads=4, mlp_ratio=4, steps=400, batch_size=256, train_size=262_144
     ),
 }
 
