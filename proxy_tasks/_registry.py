@@ -11,6 +11,11 @@ compute) and C (~100x); names are ``<family>_<size>``:
 * ``vit_digits_{a,b,c}``: a small vision transformer on the same digits (``_vit.py``).
 * ``charlm_{a,b,c}``: a character-level Transformer LM (``_charlm.py``, ``_text.py``);
   fitness is minus the validation log-perplexity.
+* ``zipf_teacher_{a,b,c}``: an MLP student of a fixed random teacher with noisy,
+  Zipf-distributed labels, fresh examples almost every step (``_teacher.py``); fitness is
+  minus the validation cross-entropy. Designed in docs/proxy_design.md.
+* ``markov_lm_{a,b,c}``: the character LM's Transformer on a generated language (a random
+  order-2 Markov source), fresh sequences (``_markov.py``); docs/proxy_design.md.
 
 All use the cosine schedule (1.0 decaying to 0) unless a config says otherwise.
 Tasks are built on first use and cached (one compilation each).
@@ -50,11 +55,15 @@ def _family_configs(family: str, sizes: dict[str, dict]) -> dict[str, TaskConfig
 
 def _all_configs() -> dict[str, TaskConfig]:
     from ._charlm import CHARLM_SIZES
+    from ._markov import MARKOV_SIZES
+    from ._teacher import TEACHER_SIZES
     from ._vit import VIT_SIZES
 
     configs = _family_configs("mlp_digits", MLP_SIZES)
     configs.update(_family_configs("vit_digits", VIT_SIZES))
     configs.update(_family_configs("charlm", CHARLM_SIZES))
+    configs.update(_family_configs("zipf_teacher", TEACHER_SIZES))
+    configs.update(_family_configs("markov_lm", MARKOV_SIZES))
     return configs
 
 
@@ -90,6 +99,14 @@ def dataset(task_config: TaskConfig) -> Dataset:
         from ._text import load_char_corpus
 
         return load_char_corpus(seq_len=charlm_config(task_config.model)["seq_len"])[0]
+    if family == "zipf_teacher":
+        from ._teacher import load_teacher_dataset
+
+        return load_teacher_dataset(task_config.model)
+    if family == "markov_lm":
+        from ._markov import load_markov_dataset
+
+        return load_markov_dataset(task_config.model)
     raise ValueError(f"task {task_config.name!r}: unknown family {family!r}")
 
 
@@ -105,6 +122,14 @@ def build(task_config: TaskConfig) -> Task:
         from ._vit import make_vit
 
         return Task(task_config, make_vit(task_config.model), data)
+    if family == "zipf_teacher":
+        from ._teacher import make_teacher_student
+
+        return Task(task_config, make_teacher_student(task_config.model), data)
+    if family == "markov_lm":
+        from ._markov import make_markov_lm
+
+        return Task(task_config, make_markov_lm(task_config.model), data)
     from ._charlm import make_charlm
 
     return Task(task_config, make_charlm(task_config.model), data)

@@ -1,0 +1,106 @@
+"""A causal Transformer LM on a procedurally generated language: a random order-k Markov source.
+
+The source is fixed by ``data_seed``: for each of the ``vocab_size ** order`` contexts, the
+next-token law is a Zipf(``zipf``) law over a random permutation of the vocabulary, divided
+by ``temperature`` in log space. Sequences of ``seq_len + 1`` tokens start from uniformly
+drawn context tokens; ``x`` is the first ``seq_len`` tokens, ``y`` the next-token targets.
+The model is ``proxy_tasks._charlm.make_charlm`` over this vocabulary; fitness is minus the
+validation log perplexity. Unlike the character corpus, the data never run out: the
+training pool is a fresh sample (``train_size`` sequences, larger than steps x batch), and
+the best possible loss is the source's entropy rate, not zero.
+
+Everything comes from ``numpy.random.default_rng(data_seed)``: the source, then the test,
+validation and training samples, each from its own child generator (fixed, independent).
+Designed in docs/proxy_design.md.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ._charlm import make_charlm
+from ._task import Dataset, Model
+from ._teacher import zipf_log_prior
+
+MARKOV_DEFAULTS = {
+    "vocab_size": 16,
+    "order": 2,
+    "zipf": 1.0,
+    "temperature": 1.0,
+    "train_size": 65_536,
+    "eval_size": 2048,
+    "data_seed": 0,
+}
+"""Data keys; the model keys are ``_charlm.CHARLM_DEFAULTS``' (``vocab_size`` is shared)."""
+
+MARKOV_SIZES = {
+    # One block of width 16 on 16-token windows, batch 64, 300 steps: 0.67-0.69 CPU-s per
+    # interpreted evaluation, over the search budget of ~0.3 s (docs/proxy_design.md).
+    "a": dict(seq_len=16, width=16, depth=1, heads=2, mlp_ratio=4, steps=300, batch_size=64),
+    # Width 32, two blocks, twice the batch: ~12x A's training FLOPs.
+    "b": dict(
+        seq_len=16, width=32, depth=2, heads=2, mlp_ratio=4, steps=300, batch_size=128, train_size=131_072
+    ),
+    # Width 64, two blocks, batch 256, 400 steps: ~113x A's training FLOPs.
+    "c": dict(
+        seq_len=16, width=64, depth=2, heads=4, mlp_ratio=4, steps=400, batch_size=256, train_size=262_144
+    ),
+}
+
+
+def _split(config: dict) -> tuple[dict, dict]:
+    data = {**MARKOV_DEFAULTS, **{k: v for k, v in config.items() if k in MARKOV_DEFAULTS}}
+    model = {k: v for k, v in config.items() if k not in MARKOV_DEFAULTS or k == "vocab_size"}
+    model["vocab_size"] = data["vocab_size"]
+    return data, model
+
+
+def _sample(table: np.ndarray, rng: np.random.Generator, size: int, length: int, order: int) -> np.ndarray:
+    vocab = table.shape[1]
+    tokens = np.empty((size, order + length), np.int32)
+    tokens[:, :order] = rng.integers(0, vocab, (size, order))
+    for position in range(order, order + length):
+        context = np.zeros(size, np.int64)
+        for j in range(position - order, position):
+            context = context * vocab + tokens[:, j]
+        logits = table[context]
+        # Gumbel-max: a draw from softmax(logits).
+        tokens[:, position] = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    return tokens[:, order:]
+
+
+@functools.cache
+def _dataset(frozen_data: tuple, seq_len: int) -> Dataset:
+    data = dict(frozen_data)
+    vocab, order = data["vocab_size"], data["order"]
+    source_rng, test_rng, validation_rng, train_rng = np.random.default_rng(data["data_seed"]).spawn(4)
+    law = zipf_log_prior(vocab, data["zipf"])
+    table = np.stack([law[source_rng.permutation(vocab)] for _ in range(vocab**order)]) / data["temperature"]
+    arrays = []
+    for rng, size in (
+        (train_rng, data["train_size"]),
+        (validation_rng, data["eval_size"]),
+        (test_rng, data["eval_size"]),
+    ):
+        tokens = _sample(table, rng, size, seq_len + 1, order)
+        arrays += [np.ascontiguousarray(tokens[:, :-1]), np.ascontiguousarray(tokens[:, 1:])]
+    for array in arrays:
+        array.setflags(write=False)
+    return Dataset(*arrays)
+
+
+def load_markov_dataset(config: dict) -> Dataset:
+    """The fixed training pool and validation / test samples of ``config`` (cached, read-only)."""
+    data, model = _split(config)
+    unknown = sorted(set(data) - set(MARKOV_DEFAULTS))
+    if unknown:
+        raise ValueError(f"markov config: unknown key(s) {unknown}")
+    return _dataset(tuple(sorted(data.items())), int(model.get("seq_len", 16)))
+
+
+def make_markov_lm(config: dict) -> Model:
+    """``make_charlm`` over the source's vocabulary (the data keys are dropped)."""
+    _, model = _split(config)
+    return make_charlm(model)

@@ -1,0 +1,87 @@
+"""The generated-language LM proxy: fixed, independent splits of Markov sequences; AdamW trains on them."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+import dsl
+import proxy_tasks
+from proxy_tasks._markov import _dataset, load_markov_dataset
+from proxy_tasks._teacher import zipf_log_prior
+from proxy_tasks._tune import find_lr_constant, with_constant
+
+SMALL = dict(
+    seq_len=8, width=16, depth=1, heads=2, mlp_ratio=2, vocab_size=8, train_size=8192, eval_size=1024
+)
+
+# sha256 of SMALL's six arrays (x/y of train, validation, test). A change means other data.
+SMALL_SHA256 = "bad83da4ab02d1f0cd02ce88333c1b9bedb805e0f3f5b935923b9b509303ad81"
+
+
+def _source_table(vocab: int, order: int = 2, seed: int = 0) -> np.ndarray:
+    """The source's log-probability table, rebuilt from the documented recipe."""
+    source_rng = np.random.default_rng(seed).spawn(4)[0]
+    law = zipf_log_prior(vocab, 1.0)
+    return np.stack([law[source_rng.permutation(vocab)] for _ in range(vocab**order)])
+
+
+def test_splits_are_disjoint_fixed_and_shifted():
+    data = load_markov_dataset(SMALL)
+    assert data.x_train.shape == data.y_train.shape == (8192, 8) and data.x_test.shape == (1024, 8)
+    assert data.x_train.dtype == np.int32 and data.x_train.max() == 7 and data.x_train.min() == 0
+    # y is x shifted by one token.
+    np.testing.assert_array_equal(data.x_val[:, 1:], data.y_val[:, :-1])
+    rows = [
+        {row.tobytes() for row in np.concatenate([x, y[:, -1:]], 1)}
+        for x, y in ((data.x_train, data.y_train), (data.x_val, data.y_val), (data.x_test, data.y_test))
+    ]
+    # Independent draws of a language: a likely sequence can recur by chance, as a common phrase
+    # does in text, but the held-out splits are not copies of training sequences.
+    for held_out in rows[1:]:
+        assert len(held_out & rows[0]) < 0.02 * len(held_out), len(held_out & rows[0])
+    assert len(rows[1] & rows[2]) < 0.02 * len(rows[1])
+    digest = hashlib.sha256()
+    for array in (data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test):
+        digest.update(array.tobytes())
+    assert digest.hexdigest() == SMALL_SHA256
+    # Generated afresh (not the cached arrays): the same data.
+    _dataset.cache_clear()
+    np.testing.assert_array_equal(load_markov_dataset(SMALL).x_test, data.x_test)
+
+
+def test_transitions_follow_the_source():
+    data = load_markov_dataset(SMALL)
+    table = _source_table(8)
+    tokens = np.concatenate([data.x_train, data.y_train[:, -1:]], axis=1)
+    context = tokens[:, :-2] * 8 + tokens[:, 1:-1]
+    # Empirical next-token frequencies after the most common context match the table's law.
+    common = np.bincount(context.ravel()).argmax()
+    following = tokens[:, 2:][context == common]
+    frequency = np.bincount(following, minlength=8) / len(following)
+    expected = np.exp(table[common])
+    assert np.all(
+        np.abs(frequency - expected) < 4 * np.sqrt(expected * (1 - expected) / len(following)) + 1e-3
+    )
+
+
+def test_adamw_trains_but_cannot_beat_the_source():
+    config = proxy_tasks.TaskConfig(
+        name="markov_lm_small", family="markov_lm", size="tiny", steps=300, batch_size=32, model=SMALL
+    )
+    task = proxy_tasks.build(config)
+    adamw = dsl.library.load("adamw")
+    result = task.evaluate(with_constant(adamw, find_lr_constant(adamw), 0.01), seed=0)
+    assert not result.failed
+    # The unigram entropy is what a model that ignores the context can reach at best.
+    frequency = np.bincount(task.dataset.y_train.ravel(), minlength=8) / task.dataset.y_train.size
+    unigram = -np.sum(frequency * np.log(frequency))
+    assert result.metric < unigram - 0.05 and result.test_metric < unigram - 0.05
+    # With the full order-2 context the best loss is the source's conditional entropy; the first
+    # target has less context, so the best average loss is at least this.
+    table = _source_table(8)
+    x = task.dataset.x_val
+    context = x[:, :-1] * 8 + x[:, 1:]
+    entropy = -np.sum(np.exp(table) * table, axis=1)
+    assert entropy[context].mean() - 0.05 < result.metric
