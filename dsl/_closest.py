@@ -600,7 +600,7 @@ class ClosestMatch:
             lines.append(f"  only {self.finite_fraction:.1%} of the program's probe updates are finite")
         live = len(self.live_state_slots)
         checks = [
-            f"verdict in the Lion family: {'yes' if best.name in LION_FAMILY else 'no'}",
+            f"best fit is a Lion-family optimizer: {'yes' if best.name in LION_FAMILY else 'no'}",
             f"live state slots: {live} ({'<=' if live <= 1 else '>'} 1)",
             f"sign agreement {best.sign_agreement:.1%} ({'>=' if best.sign_agreement >= 0.95 else '<'} 95%)",
         ]
