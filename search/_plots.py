@@ -264,11 +264,25 @@ def plot_meta_validation(run: Run, path: str | Path) -> dict:
     top.set_ylabel("search fitness")
     top.set_title(f"The current best, validated on a larger task ({_task_label(run)})")
     bottom.plot(x, meta_fitness, "s-", color="tab:red", label=f"on the meta-validation task {task}")
+    failed = np.isnan(meta_fitness)
+    if failed.any():  # a failed (diverged) meta-validation is the clearest meta-overfitting: show it
+        finite = meta_fitness[~failed]
+        floor = float(finite.min()) if finite.size else 0.0
+        bottom.plot(
+            x[failed],
+            np.full(int(failed.sum()), floor),
+            "x",
+            color="black",
+            markersize=10,
+            markeredgewidth=2,
+            label="failed (training diverged)",
+            linestyle="none",
+        )
     bottom.set_ylabel("meta-validation fitness")
     bottom.set_xlabel("individuals recorded when the meta-validation completed")
-    for ax in (top, bottom):
+    for ax, where in ((top, "lower right"), (bottom, "center right")):  # clear of a failure's x
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc=where, fontsize=8)
     for xi, individual, fitness in zip(x, ids, search_fitness, strict=True):
         top.annotate(f"#{individual}", (xi, fitness), textcoords="offset points", xytext=(0, 6), ha="center")
     top.margins(y=0.2)
