@@ -245,10 +245,10 @@ def optimizer(learning_rate: Any = 1.0) -> optax.GradientTransformation:
         )
 
         def like(values, old):
-            return treedef.unflatten([v.astype(o.dtype) for v, o in zip(values, old)])
+            return treedef.unflatten([v.astype(o.dtype) for v, o in zip(values, old, strict=True)])
 
         negated = jax.tree_util.tree_map(jnp.negative, like(step_update, w))
-        new_slots = tuple(like(new, old) for new, old in zip(new_slots, slots))
+        new_slots = tuple(like(new, old) for new, old in zip(new_slots, slots, strict=True))
         return negated, ProgramState(optax.safe_increment(state.count), new_slots)
 
     return optax.GradientTransformation(init, update)

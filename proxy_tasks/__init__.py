@@ -25,5 +25,8 @@ from ._task import Result as Result
 from ._task import Task as Task
 from ._task import TaskConfig as TaskConfig
 from ._tune import TuneResult as TuneResult
+from ._tune import find_lr_constant as find_lr_constant
+from ._tune import find_wd_constant as find_wd_constant
 from ._tune import tune as tune
 from ._tune import tuned as tuned
+from ._tune import with_constant as with_constant

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import dsl
-from dsl._random import random_program
+from dsl import random_program
 
 LENGTHS = (10, 20, 40)
 STATE_SLOTS = 2

@@ -37,12 +37,12 @@ from dsl import library
 from search import (
     InProcessEvaluator,
     MutationSettings,
+    RayEvaluator,
     analyze_program,
     load_config,
     mutate,
     mutation_settings,
 )
-from search._ray_pool import RayEvaluator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"

@@ -34,7 +34,7 @@ WD_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 def tune_and_evaluate(task, name, tune_seeds, eval_seeds, max_extend, cache, save):
     """The edge-extending grid for library program ``name``; returns its report dict."""
     import dsl
-    from proxy_tasks._tune import find_lr_constant, find_wd_constant, with_constant
+    from proxy_tasks import find_lr_constant, find_wd_constant, with_constant
 
     program = dsl.library.load(name)
     lr_site, wd_site = find_lr_constant(program), find_wd_constant(program)

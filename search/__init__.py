@@ -32,3 +32,12 @@ from ._rundir import RunDirectory as RunDirectory
 from ._rundir import RunDirectoryError as RunDirectoryError
 from ._state import SearchError as SearchError
 from ._state import SearchState as SearchState
+
+
+def __getattr__(name: str):
+    """``search.RayEvaluator`` on first use: importing Ray is slow, and most commands never need it."""
+    if name == "RayEvaluator":
+        from ._ray_pool import RayEvaluator
+
+        return RayEvaluator
+    raise AttributeError(f"module 'search' has no attribute {name!r}")

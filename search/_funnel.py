@@ -22,7 +22,7 @@ from pathlib import Path
 
 import proxy_tasks
 from dsl import Program
-from proxy_tasks._task import Result
+from proxy_tasks import Result
 
 from ._config import ConfigError
 from ._evaluator import Evaluator

@@ -205,7 +205,7 @@ def funnel_config_from_dict(data: Any) -> FunnelConfig:
 def _check_baselines(baselines: BaselinesSection) -> None:
     """Every baseline is a library program with a learning-rate constant to tune."""
     from dsl import library
-    from proxy_tasks._tune import find_lr_constant
+    from proxy_tasks import find_lr_constant
 
     paths = [("baselines.reference", baselines.reference)]
     paths += [(f"baselines.others[{i}]", name) for i, name in enumerate(baselines.others)]

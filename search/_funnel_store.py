@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dsl import Program, analyze
-from proxy_tasks._task import Result
+from proxy_tasks import Result
 
 from ._evaluator import Evaluator, sanitize
 

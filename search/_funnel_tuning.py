@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import proxy_tasks
 from dsl import Program, library
-from proxy_tasks._task import Result
+from proxy_tasks import Result
 
 from ._funnel_config import TuningSection
 from ._funnel_store import FunnelEvaluations
