@@ -85,6 +85,9 @@ def random_statement(
             return Statement(target, op.name, args), kind
 
 
+LAST_STATEMENT_TRIES = 100
+"""Draws of the last statement to make the update a tree (none may exist: w and g reassigned)."""
+
 REASSIGN_INPUT_PROBABILITY = 0.1
 """Chance that a statement of ``random_program`` (not the last) assigns an input."""
 
@@ -103,7 +106,8 @@ def random_program(
     Every input may be read and assigned: a statement's target is an input (``w``,
     ``g``, ``lr``, and ``step`` when the signature has it) with probability
     ``REASSIGN_INPUT_PROBABILITY``, else a fresh temporary, a state slot or ``update``;
-    the last statement assigns ``update``. Draws until the whole program is valid.
+    the last statement assigns ``update`` and is a tree; a statement whose value is not a tree
+    assigns a temporary instead of a state slot. Draws until the whole program is valid.
 
     Args:
       rng: the random source (same state, same program).
@@ -135,6 +139,14 @@ def random_program(
             else:
                 targets = [f"t{index}", "update", *state]
             statement, kind = random_statement(rng, scope, targets, op_names, constant_probability)
+            for _ in range(LAST_STATEMENT_TRIES):  # the update must be a tree (when one can be made)
+                if index < length - 1 or kind is Kind.TREE:
+                    break
+                statement, kind = random_statement(rng, scope, targets, op_names, constant_probability)
+            if kind is not Kind.TREE and statement.target in state:
+                # a state slot must end as a tree: a scalar goes to a temporary instead, so
+                # long programs with many slots stay valid (they almost never were)
+                statement = Statement(f"t{index}", statement.op, statement.args)
             scope[statement.target] = kind
             statements.append(statement)
         program = Program(state, tuple(statements), uses_step=with_step)
