@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ._program import ProgramError
+from symdisc.exit_codes import BAD_INPUT
+
+from ._cli import _load_or_report
 from ._simplify import FITNESS_TOLERANCE, UPDATE_TOLERANCE, simplify
-from .library import load_program
 
 
 def register(subparsers) -> None:
@@ -65,13 +66,10 @@ def cmd_simplify(args) -> int:
     for flag, value in (("--tolerance", args.tolerance), ("--update-tolerance", args.update_tolerance)):
         if not value >= 0:
             print(f"{flag} must be >= 0, got {value}", file=sys.stderr)
-            return 2
-    try:
-        program = load_program(args.program)
-        _ = program.kinds
-    except (ProgramError, OSError, UnicodeDecodeError) as error:
-        print(f"{args.program}: {error}", file=sys.stderr)
-        return 1
+            return BAD_INPUT
+    program = _load_or_report(args.program)
+    if program is None:
+        return BAD_INPUT
     evaluate = None
     if args.task is not None:
         try:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from symdisc.exit_codes import BAD_INPUT
+
+from ._cli import _load_or_report
 from ._export import export_module
 from ._hero import HERO_DIFFERENCES, from_hero
 from ._program import ProgramError
-from .library import load_program
 
 
 def register(subparsers) -> None:
@@ -57,13 +59,10 @@ def _write(text: str, out: str | None) -> int:
 
 
 def cmd_export(args) -> int:
-    try:
-        program = load_program(args.program)
-        name = args.name or Path(args.program).stem
-        source = export_module(program, name=name)
-    except (ProgramError, OSError, UnicodeDecodeError) as error:
-        print(f"{args.program}: {error}", file=sys.stderr)
-        return 1
+    program = _load_or_report(args.program)
+    if program is None:
+        return BAD_INPUT
+    source = export_module(program, name=args.name or Path(args.program).stem)
     return _write(source, args.out)
 
 
@@ -74,7 +73,7 @@ def cmd_convert(args) -> int:
         _ = program.kinds
     except (ProgramError, OSError, UnicodeDecodeError) as error:
         print(f"{args.file}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
-        return 1
+        return BAD_INPUT
     for op in dict.fromkeys(s.op for s in program.statements):
         if op in HERO_DIFFERENCES:
             print(f"note: {op}: {HERO_DIFFERENCES[op]}", file=sys.stderr)

@@ -64,8 +64,8 @@ def cmd_inspect(args) -> int:
             return _error(f"--id and --best need a run directory; {args.target} is not a directory")
         try:
             program = load_program(args.target)
-        except (ProgramError, OSError, UnicodeDecodeError) as error:
-            return _error(f"{args.target}: {error}")
+        except ProgramError as error:  # load_program names the file unless the error already does
+            return _error(str(error.in_source(args.target)))
         print(marked_program(program), end="")
         return _print_closest(program)
     try:

@@ -223,6 +223,6 @@ def test_export_command(tmp_path, capsys):
     assert capsys.readouterr().out == dsl.export_module(library.load("adamw"), name="adamw")
     bad = tmp_path / "bad.txt"
     bad.write_text("def train(w, g, lr):\n  update = norm(g)\n  return update\n")
-    assert main(["export", str(bad)]) == 1
+    assert main(["export", str(bad)]) == 2
     captured = capsys.readouterr()
     assert "line 3:" in captured.err and "must be a tree" in captured.err and captured.out == ""

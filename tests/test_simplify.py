@@ -470,7 +470,7 @@ def test_cli_simplify_writes_a_program_and_prints_the_diff(tmp_path):
 def test_cli_simplify_bad_input_is_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.txt"
     bad.write_text("def train(w, g, lr):\n  update = g * y\n  return update\n")
-    assert main(["simplify", str(bad)]) == 1
+    assert main(["simplify", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "line 2" in err and "'y' is read before it is assigned" in err
     assert main(["simplify", "lion", "--task", "no_such_task"]) == 2
