@@ -52,6 +52,7 @@ class LionFamilyHit:
       is_lion: ``closest_optimizer``'s two-beta verdict (beta2 exceeds beta1 by >= 0.04).
       beta1: the fitted beta1 (the single beta of a one-beta candidate such as signum).
       beta2: the fitted beta2 (likewise).
+      error: the relative update error of the Lion-family fit (``ClosestMatch.error``).
     """
 
     seq: int
@@ -63,6 +64,7 @@ class LionFamilyHit:
     is_lion: bool
     beta1: float | None
     beta2: float | None
+    error: float
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class _Verdict:
     is_lion: bool = False
     beta1: float | None = None
     beta2: float | None = None
+    error: float = math.inf
 
 
 def could_be_lion_family(program: dsl.Program | str) -> bool:
@@ -94,7 +97,7 @@ def _verdict(program_text: str) -> _Verdict:
         return _Verdict(False)
     if not match.lion_family:
         return _Verdict(False)
-    return _Verdict(True, match.is_lion, match.beta1, match.beta2)
+    return _Verdict(True, match.is_lion, match.beta1, match.beta2, match.error)
 
 
 def _trained(record: dict) -> bool:
@@ -102,11 +105,12 @@ def _trained(record: dict) -> bool:
     return fitness is not None and math.isfinite(fitness)
 
 
-def _lion_family_records(run: Run | str | Path):
+def _lion_family_records(run: Run | str | Path, max_error: float | None = None):
     """``(position, record, verdict)`` of each Lion-family record, in log order.
 
     Only records whose fitness is finite count: a failed training (NaN, divergence) is
     in the population but never trained to anything, and its fitness ranks it last.
+    With ``max_error``, only fits with a relative update error at most that count.
     """
     run = run if isinstance(run, Run) else read_run(run)
     judged: dict[str, _Verdict] = {}
@@ -116,11 +120,12 @@ def _lion_family_records(run: Run | str | Path):
         key = record.get("hash") or record["program"]
         if key not in judged:
             judged[key] = _verdict(record["program"])
-        if judged[key].lion_family:
+        verdict = judged[key]
+        if verdict.lion_family and (max_error is None or verdict.error <= max_error):
             yield position, record, judged[key]
 
 
-def first_lion_family(run: Run | str | Path) -> LionFamilyHit | None:
+def first_lion_family(run: Run | str | Path, max_error: float | None = None) -> LionFamilyHit | None:
     """The first program in a run's log that ``dsl.closest_optimizer`` calls Lion family.
 
     A record counts only if its fitness is finite (it trained); a failed one is skipped,
@@ -128,8 +133,15 @@ def first_lion_family(run: Run | str | Path) -> LionFamilyHit | None:
     functional hash is judged once; programs with more than one live state slot are
     rejected without a fit (see the module docstring).
 
+    ``closest_optimizer``'s rule bounds no error: a program whose update ignores the
+    gradient (``cos(0.01 * w)``, about 1 everywhere) is Lion family when its signs agree
+    with a fit and every candidate fits it badly. ``max_error`` adds an error bound on
+    top of the rule (never loosening it); None applies the rule alone.
+
     Args:
       run: a ``Run`` from ``read_run``, or a run directory.
+      max_error: if given, a Lion-family program counts only if its fit's relative
+        update error is at most this (Lion itself fits at about 1e-3).
 
     Returns:
       The hit, or None if no record of the log is Lion family.
@@ -138,7 +150,7 @@ def first_lion_family(run: Run | str | Path) -> LionFamilyHit | None:
       InspectError: if ``run`` is a path that is not a readable run directory.
     """
     run = run if isinstance(run, Run) else read_run(run)
-    for position, record, verdict in _lion_family_records(run):
+    for position, record, verdict in _lion_family_records(run, max_error):
         recorded = run.individuals[: position + 1]
         return LionFamilyHit(
             seq=record["seq"],
@@ -150,17 +162,18 @@ def first_lion_family(run: Run | str | Path) -> LionFamilyHit | None:
             is_lion=verdict.is_lion,
             beta1=verdict.beta1,
             beta2=verdict.beta2,
+            error=verdict.error,
         )
     return None
 
 
-def count_lion_family(run: Run | str | Path) -> int:
+def count_lion_family(run: Run | str | Path, max_error: float | None = None) -> int:
     """Records of the log that are Lion family (finite fitness; cache hits count again).
 
     This judges every distinct hash that passes ``could_be_lion_family``: it costs as much
     as a ``first_lion_family`` that finds nothing.
     """
-    return sum(1 for _ in _lion_family_records(run))
+    return sum(1 for _ in _lion_family_records(run, max_error))
 
 
 def lion_family_line(run: Run) -> str:
@@ -171,5 +184,5 @@ def lion_family_line(run: Run) -> str:
     return (
         f"first Lion-family program: individual {hit.id} after {hit.evaluations} trainings "
         f"({hit.programs} programs), Lion: {'yes' if hit.is_lion else 'no'} "
-        f"(beta1 {hit.beta1:.4g}, beta2 {hit.beta2:.4g})"
+        f"(beta1 {hit.beta1:.4g}, beta2 {hit.beta2:.4g}, relative update error {hit.error:.3g})"
     )

@@ -52,8 +52,18 @@ LION_WITH_TWO_SLOTS = """def train(w, g, m, v, lr):
 """
 
 
+# Found by a rediscovery search (its 4th record): the update ignores g and the slots and is
+# about 1 everywhere. Every candidate fits it badly (relative error > 0.5) and
+# ablation_0.99 with 97.5% of signs right wins the tie: Lion family by the rule.
+COS_OF_WEIGHT = """def train(w, g, m, v, lr):
+  wd = w * 0.01
+  update = cos(wd)
+  return update, m, v
+"""
+
+
 def record(seq, name, fitness=0.5, cache_hit=None, parent=0):
-    text = library.load(name).to_text()
+    text = library.load(name).to_text() if "\n" not in name else name
     return {
         "seq": seq,
         "id": seq - 1,
@@ -61,7 +71,7 @@ def record(seq, name, fitness=0.5, cache_hit=None, parent=0):
         "island": 0,
         "mutation": "initial" if seq == 1 else "modify_argument",
         "program": text,
-        "length": len(library.load(name).statements),
+        "length": len(dsl.parse(text).statements),
         "hash": dsl.analyze(text).hash,
         "fitness": fitness,
         "failure": None if fitness is not None else "nan",
@@ -125,25 +135,31 @@ def test_the_first_hit_is_counted_by_hand():
         record(3, "nadam"),  # training 2
         record(4, "signum", fitness=None),  # training 3, failed: does not count
         record(5, "adam", cache_hit="fingerprint"),
-        record(6, "signum"),  # training 4: the first Lion-family program
-        record(7, "lion"),
+        record(6, COS_OF_WEIGHT, fitness=0.25),  # training 4: Lion family by the rule alone
+        record(7, "signum"),  # training 5: the first that also fits well
+        record(8, "lion"),
     ]
     hit = first_lion_family(run_of(records))
     assert (hit.seq, hit.id, hit.evaluations, hit.programs) == (6, 5, 4, 6)
-    assert hit.program == records[5]["program"] and hit.fitness == 0.5
+    assert hit.program == COS_OF_WEIGHT and hit.fitness == 0.25 and hit.error > 0.5
+
+    hit = first_lion_family(run_of(records), max_error=0.01)
+    assert (hit.seq, hit.id, hit.evaluations, hit.programs) == (7, 6, 5, 7)
+    assert hit.program == records[6]["program"] and hit.fitness == 0.5 and hit.error < 0.01
     # signum is Lion family with beta1 = beta2 (its one beta), so not Lion.
     assert not hit.is_lion
     assert hit.beta1 == hit.beta2 == pytest.approx(0.9, abs=0.01)
 
-    without_signum = [r for i, r in enumerate(records) if i not in (3, 5)]
+    without_signum = [r for i, r in enumerate(records) if i not in (3, 5, 6)]
     hit = first_lion_family(run_of(without_signum))
-    assert (hit.seq, hit.evaluations, hit.programs) == (7, 3, 5)
+    assert (hit.seq, hit.evaluations, hit.programs) == (8, 3, 5)
     assert (
         hit.is_lion
         and hit.beta1 == pytest.approx(0.9, abs=0.01)
         and hit.beta2 == pytest.approx(0.99, abs=0.002)
     )
-    assert count_lion_family(run_of(records)) == 2
+    assert count_lion_family(run_of(records)) == 3
+    assert count_lion_family(run_of(records), max_error=0.01) == 2
 
 
 @pytest.mark.slow
