@@ -12,6 +12,11 @@ worker is) per evaluation, after a warm-up that compiles, for:
   without the interpreter);
 * ``optax_sgd``: plain SGD in the same loop (about the model's forward and backward alone).
 
+The other load on a shared machine changes CPU time too (a busy sibling hyperthread slows
+each instruction), so ``--rounds N`` instead compares the variants against each other: the
+interpreted cost only, the variants alternating in N rounds of ``--repeats`` evaluations,
+and each variant's fastest round (as ``bench_proxy.py`` does with wall time).
+
     python scripts/proxy_cost.py --out costs.jsonl "mlp_ratio=0" "mlp_ratio=0 heads=1 steps=600"
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import os
 import sys
@@ -84,16 +90,51 @@ def measure(overrides: dict, program: str, repeats: int, optax_too: bool) -> dic
     return row
 
 
+def interleaved(variants: list[dict], program: str, repeats: int, rounds: int) -> list[dict]:
+    """Each variant's best-round interpreted CPU-s per evaluation, the variants alternating."""
+    import dsl
+    import proxy_tasks
+
+    library_program = dsl.library.load(program)
+    tasks = [proxy_tasks.build(variant_config(overrides)) for overrides in variants]
+    runs = [functools.partial(task.evaluate, library_program) for task in tasks]
+    for run in runs:
+        run(0)  # compile
+    best = [float("inf")] * len(runs)
+    for _ in range(rounds):
+        for k, run in enumerate(runs):
+            start = time.process_time()
+            for seed in range(repeats):
+                run(seed)
+            best[k] = min(best[k], (time.process_time() - start) / repeats)
+    return [
+        {
+            "variant": overrides,
+            "params": task.layout.size,
+            "steps": task.config.steps,
+            "batch_size": task.config.batch_size,
+            "interpreted_best_of_rounds": seconds,
+            "rounds": rounds,
+        }
+        for overrides, task, seconds in zip(variants, tasks, best, strict=True)
+    ]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+", help='overrides of markov_lm_a, e.g. "mlp_ratio=0 heads=1"')
     parser.add_argument("--program", default="lion")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-optax", action="store_true", help="measure the interpreted program only")
+    parser.add_argument("--rounds", type=int, help="alternate the variants in this many rounds (see above)")
     parser.add_argument("--out", help="append the JSON lines to this file")
     args = parser.parse_args(argv)
-    for text in args.variants:
-        row = measure(parse_variant(text), args.program, args.repeats, not args.no_optax)
+    variants = [parse_variant(text) for text in args.variants]
+    if args.rounds:
+        rows = interleaved(variants, args.program, args.repeats, args.rounds)
+    else:
+        rows = (measure(variant, args.program, args.repeats, not args.no_optax) for variant in variants)
+    for row in rows:
         line = json.dumps(row)
         print(line, flush=True)
         if args.out:
