@@ -3,7 +3,8 @@
 Plain JAX over nested dicts of float32 arrays (no module library), so a params pytree
 flattens to a fixed, readable list of arrays: the optimizer programs see one array per
 weight matrix, bias or LayerNorm vector. Blocks are pre-LayerNorm:
-``x = x + attention(layer_norm(x)); x = x + mlp(layer_norm(x))``.
+``x = x + attention(layer_norm(x)); x = x + mlp(layer_norm(x))``; a block with an MLP
+width of 0 (``mlp_ratio`` 0) is attention only and has no MLP parameters.
 """
 
 from __future__ import annotations
@@ -94,17 +95,20 @@ def layer_norm(params: Params, x: jax.Array) -> jax.Array:
 
 
 def block_spec(width: int, mlp_width: int, depth: int) -> Params:
-    """One pre-LayerNorm block. Residual output projections are scaled down by
-    ``1/sqrt(2*depth)`` (GPT-2 style) so deeper stacks start near the identity."""
+    """One pre-LayerNorm block (attention only when ``mlp_width`` is 0). Residual output
+    projections are scaled down by ``1/sqrt(2*depth)`` (GPT-2 style) so deeper stacks start
+    near the identity."""
     residual_scale = (2.0 * depth) ** -0.5
-    return {
+    spec = {
         "attention_norm": layer_norm_spec(width),
         "qkv": dense_spec(width, 3 * width),
         "attention_out": dense_spec(width, width, residual_scale),
-        "mlp_norm": layer_norm_spec(width),
-        "mlp_in": dense_spec(width, mlp_width),
-        "mlp_out": dense_spec(mlp_width, width, residual_scale),
     }
+    if mlp_width:
+        spec["mlp_norm"] = layer_norm_spec(width)
+        spec["mlp_in"] = dense_spec(width, mlp_width)
+        spec["mlp_out"] = dense_spec(mlp_width, width, residual_scale)
+    return spec
 
 
 def attention(params: Params, x: jax.Array, heads: int, causal: bool) -> jax.Array:
@@ -125,6 +129,8 @@ def attention(params: Params, x: jax.Array, heads: int, causal: bool) -> jax.Arr
 
 def block(params: Params, x: jax.Array, heads: int, causal: bool) -> jax.Array:
     x = x + attention(params, layer_norm(params["attention_norm"], x), heads, causal)
+    if "mlp_in" not in params:  # an attention-only block (mlp_ratio 0)
+        return x
     hidden = jax.nn.gelu(dense(params["mlp_in"], layer_norm(params["mlp_norm"], x)))
     return x + dense(params["mlp_out"], hidden)
 
@@ -151,9 +157,13 @@ def check_config(config: dict, defaults: dict, allowed_extra: set[str], family: 
         raise ValueError(
             f"{family} config: width {merged['width']} is not divisible by heads {merged['heads']}"
         )
-    for key in ("width", "depth", "heads", "mlp_ratio"):
+    for key in ("width", "depth", "heads"):
         if not (isinstance(merged[key], int) and merged[key] > 0):
             raise ValueError(f"{family} config: {key} must be a positive int, got {merged[key]!r}")
+    if not (isinstance(merged["mlp_ratio"], int) and merged["mlp_ratio"] >= 0):
+        raise ValueError(
+            f"{family} config: mlp_ratio must be an int >= 0 (0: no MLP), got {merged['mlp_ratio']!r}"
+        )
     return merged
 
 

@@ -118,6 +118,31 @@ def test_charlm_tied_embeddings_start_near_uniform():
     assert loss == pytest.approx(math.log(len(vocab)), abs=0.05)
 
 
+def test_charlm_without_mlp_is_attention_only():
+    config = {**TINY_CHARLM, "depth": 1, "mlp_ratio": 0}
+    params = _randomized(jax.jit(_charlm.make_charlm(config).init)(jax.random.key(0)), jax.random.key(1))
+    assert sorted(params["block_00"]) == ["attention_norm", "attention_out", "qkv"]
+    # By hand: embeddings 97x16 + positions 8x16, final norm 2x16, head 16x97 + 97, and the
+    # block's norm 2x16, qkv 16x48 + 48 and output 16x16 + 16.
+    by_hand = 97 * 16 + 8 * 16 + 32 + (16 * 97 + 97) + 32 + (16 * 48 + 48) + (16 * 16 + 16)
+    assert sum(leaf.size for leaf in jax.tree_util.tree_leaves(params)) == by_hand
+    # The same as a block with an MLP whose output layer is zero (it adds nothing).
+    with_mlp = {**config, "mlp_ratio": 2}
+    mlp_params = jax.jit(_charlm.make_charlm(with_mlp).init)(jax.random.key(2))["block_00"]
+    zero_out = jax.tree_util.tree_map(jnp.zeros_like, mlp_params["mlp_out"])
+    padded = {**params, "block_00": {**params["block_00"], **mlp_params, **params["block_00"]}}
+    padded["block_00"]["mlp_out"] = zero_out
+    ids = jnp.asarray(_text.encode("abcdefgh"))[None]
+    np.testing.assert_allclose(
+        _charlm.charlm_logits(params, ids, config), _charlm.charlm_logits(padded, ids, with_mlp), atol=1e-6
+    )
+    # And not the same as a block whose MLP does add something.
+    padded["block_00"]["mlp_out"] = mlp_params["mlp_out"]
+    assert not np.allclose(
+        _charlm.charlm_logits(params, ids, config), _charlm.charlm_logits(padded, ids, with_mlp), atol=1e-4
+    )
+
+
 def test_vit_patches_flat_rows_like_images():
     flat = load_digits_dataset().x_train[:3]
     assert flat.shape == (3, 64)
@@ -149,6 +174,7 @@ def test_vit_cls_pooling_reads_the_cls_token():
         (_vit.make_vit, {"pool": "max"}, "pool"),
         (_charlm.make_charlm, {"depht": 2}, "depht"),
         (_charlm.make_charlm, {"seq_len": 0}, "seq_len"),
+        (_charlm.make_charlm, {"mlp_ratio": -1}, "mlp_ratio"),
         (_charlm.make_charlm, {"tie_embeddings": 1}, "tie_embeddings"),
     ],
 )
