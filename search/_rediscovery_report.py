@@ -118,6 +118,10 @@ def _number(x: float | None, digits: int = 4) -> str:
     return "—" if x is None else f"{x:.{digits}g}"
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def _percent(x: float | None) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{x:.1%}"
 
@@ -159,7 +163,7 @@ def table_row(summary: dict, files: dict, base: Path) -> str:
     simplified = f"[file]({_link(files['simplified'], base)}): `{one_line(winner['simplified_program'])}`"
     cells = [
         summary["name"],
-        f"{summary['wall_seconds'] / 60:.1f} min",
+        _duration(summary["wall_seconds"]),
         f"{summary['programs']} ({summary['trained']} trained)",
         f"{_percent(summary['cache_hit_rate'])} / {_percent(summary['redundant_fraction'])}",
         first_text,
