@@ -24,6 +24,9 @@ from ._funnel_config import load_funnel_config as load_funnel_config
 from ._funnel_stats import mean_and_se as mean_and_se
 from ._funnel_stats import paired_comparison as paired_comparison
 from ._funnel_stats import promote as promote
+from ._inspect import read_run as read_run
+from ._lion_scan import LionFamilyHit as LionFamilyHit
+from ._lion_scan import first_lion_family as first_lion_family
 from ._mutation import MUTATION_KINDS as MUTATION_KINDS
 from ._mutation import MutationSettings as MutationSettings
 from ._mutation import mutate as mutate

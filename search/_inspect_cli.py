@@ -23,6 +23,7 @@ from ._inspect import (
     read_run,
     summarize,
 )
+from ._lion_scan import lion_family_line
 
 _LONG_NUMBER = re.compile(r"\d+\.\d{5,}(e-?\d+)?")
 
@@ -39,6 +40,12 @@ def register(subparsers) -> None:
     which = inspect.add_mutually_exclusive_group()
     which.add_argument("--id", type=int, metavar="N", help="individual N of the run")
     which.add_argument("--best", action="store_true", help="the run's best individual")
+    inspect.add_argument(
+        "--lion-family",
+        action="store_true",
+        help="with a run directory: add when the first Lion-family program appeared "
+        "(fits the closest known optimizer to each candidate program: seconds per program)",
+    )
     inspect.set_defaults(func=cmd_inspect)
 
     plot = subparsers.add_parser(
@@ -71,7 +78,7 @@ def cmd_inspect(args) -> int:
     try:
         run = read_run(args.target)
         if args.id is None and not args.best:
-            print(run_report(run), end="")
+            print(run_report(run, lion_family=args.lion_family), end="")
             return 0
         record = run.best() if args.best else run.individual(args.id)
         print(individual_report(run, record["id"]), end="")
@@ -118,8 +125,8 @@ def _budget(spent: float | None, limit: float | None, wall: bool) -> str:
     return f"{spent_text} of {limit_text}"
 
 
-def run_report(run: Run) -> str:
-    """The text of ``symdisc inspect RUN_DIR``."""
+def run_report(run: Run, lion_family: bool = False) -> str:
+    """The text of ``symdisc inspect RUN_DIR`` (with ``lion_family``, the first Lion-family program)."""
     config, s = run.config, summarize(run)
     search = config.search
     lines = [
@@ -148,6 +155,8 @@ def run_report(run: Run) -> str:
     ]
     lines.append(_restarts_line(run, s.restarts))
     lines += _meta_lines(run)
+    if lion_family:
+        lines.append(lion_family_line(run))
     lines.append("")
     lines.append(
         "best program of each live length (statements that reach the update; * on the Pareto front;\n"
