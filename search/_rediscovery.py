@@ -20,6 +20,7 @@ stopped and trains nothing twice. The report is written by ``_rediscovery_report
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from ._evaluator import evaluate_seeds, get_task
 from ._funnel import FunnelOutcome, Row, StageOutcome, run_funnel
 from ._funnel_report import FUNNEL_JSON, _comparison, _estimate
 from ._inspect import read_run, summarize
+from ._lion_scan import first_lion_family
 from ._progress import Progress
 from ._rediscovery_config import RediscoveryConfig
 from ._rundir import CONFIG, RunDirectory, _write_atomically
@@ -253,16 +255,8 @@ def first_lion_family_hit(search_dir: Path, directory: Path, log: Callable[[str]
     if file.is_file():
         return json.loads(file.read_text())["hit"]
     log(f"{directory.name}: looking for the first Lion-family program in the search")
-    try:
-        from . import first_lion_family
-    except ImportError:  # TEMPORARY until branch lionscan is merged
-        return None
     hit = first_lion_family(read_run(search_dir))
-    data = None
-    if hit is not None:
-        fields = ("seq", "id", "evaluations", "programs", "fitness", "program", "is_lion", "beta1", "beta2")
-        data = {name: getattr(hit, name) for name in fields}
-        data["program"] = data["program"] if isinstance(data["program"], str) else data["program"].to_text()
+    data = None if hit is None else dataclasses.asdict(hit)
     _write_atomically(file, json.dumps({"hit": data}, indent=1, allow_nan=False))
     return data
 
@@ -317,11 +311,11 @@ def run_summary(
     if match is not None:
         closest = {
             "name": match.name,
-            "constants": match.constants,
-            "beta1": match.beta1,
-            "beta2": match.beta2,
-            "learning_rate": match.constants.get("learning_rate"),
-            "weight_decay": match.constants.get("weight_decay"),
+            "constants": {name: _finite(value) for name, value in match.constants.items()},
+            "beta1": _finite(match.beta1),
+            "beta2": _finite(match.beta2),
+            "learning_rate": _finite(match.constants.get("learning_rate")),
+            "weight_decay": _finite(match.constants.get("weight_decay")),
             "sign_agreement": match.sign_agreement,
             "error": _finite(match.error),
             "live_state_slots": list(match.live_state_slots),

@@ -268,6 +268,14 @@ def test_the_report_agrees_with_the_logs(pipeline, name):
         == f"{hits / len(children):.1%} / {sum(fractions) / len(fractions):.1%}"
     )
 
+    # the first Lion-family program: its trainings counted from the log up to its line
+    first = re.fullmatch(r"(\d+) evaluations \(individual (\d+)\)", row["first Lion family"])
+    if first is not None:
+        seq = next(r["seq"] for r in records if r["id"] == int(first.group(2)))
+        assert int(first.group(1)) == sum(r["cache_hit"] is None for r in records if r["seq"] <= seq)
+    else:
+        assert row["first Lion family"] == "none"
+
     # the winner: the best test mean of a candidate at the last stage of funnel.json
     funnel = json.loads((directory / "funnel" / "funnel.json").read_text())
     stage = funnel["stages"][-1]
