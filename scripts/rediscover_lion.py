@@ -19,6 +19,7 @@ from search import ConfigError, load_rediscovery_config, run_pipeline, write_red
 from search._funnel_candidates import CandidateError
 from search._funnel_store import FunnelLogError
 from search._inspect import InspectError
+from search._rediscovery import WorkersError
 from search._rundir import RunDirectoryError
 from search._state import SearchError
 from symdisc.exit_codes import BAD_INPUT
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         OSError,
         RunDirectoryError,
         SearchError,
+        WorkersError,
     ) as error:
         print(f"rediscover_lion: {error}", file=sys.stderr)
         return 1

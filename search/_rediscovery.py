@@ -78,6 +78,10 @@ def pipeline_runs(config: RediscoveryConfig) -> list[PipelineRun]:
     return runs
 
 
+class WorkersError(RuntimeError):
+    """The workers could not be started."""
+
+
 class _Workers:
     """The search's evaluator, started on first use (a finished pipeline run again starts none).
 
@@ -93,7 +97,11 @@ class _Workers:
         if self._evaluator is None:
             from ._cli import make_evaluator  # the search's own worker set-up
 
-            self._evaluator = make_evaluator(self._config, self._address, notify=self._notify)
+            try:
+                self._evaluator = make_evaluator(self._config, self._address, notify=self._notify)
+            except Exception as error:  # Ray start-up, cluster address, a task that will not build
+                backend = self._config.workers.backend
+                raise WorkersError(f"could not start the {backend} workers: {error}") from None
         return getattr(self._evaluator, name)
 
     def close(self) -> None:
@@ -192,6 +200,7 @@ def run_search(config: Config, path: Path, evaluator, log: Callable[[str], None]
         search = Search(config, rundir, Progress(quiet=quiet))
         log(f"{path}: searching ({config.search.mode}, seed {config.seed})")
     try:
+        _ = evaluator.capacity  # start the workers first: as in symdisc run, start-up is not search time
         search.run(evaluator)
     finally:
         rundir.close()
