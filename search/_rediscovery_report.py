@@ -214,7 +214,7 @@ def report_markdown(
         f"restart from the best after {search.search.restart_after} children without improvement, "
         f"{pipeline.minutes:g} minutes of wall time; then the funnel (stages {stages}) against tuned "
         f"{baselines}; the winner (best test mean at the deepest stage reached) simplified "
-        "(`dsl.simplify`, ablation judged on the search task); the closest known optimizer "
+        "(`dsl.simplify`: probe-verified steps only, the same updates); the closest known optimizer "
         "(`dsl.closest_optimizer`); plots. Baseline methods: "
         f"{', '.join(pipeline.baselines) or 'none'} (seeds {list(pipeline.baseline_seeds)}), same budget.",
         "",
