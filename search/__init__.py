@@ -31,6 +31,13 @@ from ._mutation import MUTATION_KINDS as MUTATION_KINDS
 from ._mutation import MutationSettings as MutationSettings
 from ._mutation import mutate as mutate
 from ._progress import Progress as Progress
+from ._rediscovery import PipelineRun as PipelineRun
+from ._rediscovery import pipeline_runs as pipeline_runs
+from ._rediscovery import run_pipeline as run_pipeline
+from ._rediscovery_config import RediscoveryConfig as RediscoveryConfig
+from ._rediscovery_config import load_rediscovery_config as load_rediscovery_config
+from ._rediscovery_config import rediscovery_config_from_dict as rediscovery_config_from_dict
+from ._rediscovery_report import write_rediscovery_reports as write_rediscovery_reports
 from ._rundir import RunDirectory as RunDirectory
 from ._rundir import RunDirectoryError as RunDirectoryError
 from ._state import SearchError as SearchError

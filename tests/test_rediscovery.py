@@ -1,0 +1,332 @@
+"""The Lion-rediscovery pipeline: its config errors, a tiny end-to-end run, and a killed run resumed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import dsl
+from dsl.library import load_program
+from search import ConfigError, load_rediscovery_config, rediscovery_config_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "rediscover_lion.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("rediscover_lion", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tiny_config(out: Path, programs: int = 200, baselines=("random",), stage_seeds=(1, 2), top_k=2) -> dict:
+    """A pipeline on mlp_digits_tiny: small populations, a programs budget, one funnel stage."""
+    return {
+        "pipeline": {
+            "seeds": 1,
+            "minutes": 10,
+            "baselines": list(baselines),
+            "baseline_seeds": [0],
+            "out": str(out),
+        },
+        "search": {
+            "task": {"name": "mlp_digits_tiny", "seeds": [0]},
+            "search": {
+                "population_size": 10,
+                "tournament_size": 3,
+                "parallel_searches": 2,
+                "restart_after": 60,
+            },
+            "mutation": {"weights": {"insert": 1, "delete": 1, "modify_argument": 1, "mutate_constant": 1}},
+            "budget": {"programs": programs},
+            "workers": {"backend": "inprocess"},
+            "run": {"checkpoint_every": 20},
+        },
+        "funnel": {
+            "candidates": {"top_k": top_k},
+            "stages": [{"name": "A", "task": "tiny", "seeds": list(stage_seeds), "promote_top": 1}],
+            "tuning": {
+                "seeds": [6],
+                "lr_steps": [0, 0],
+                "wd_steps": [0, 0],
+                "max_extension": 0,
+                "cache_dir": str(out.parent / "tuned"),
+            },
+        },
+    }
+
+
+def write_config(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_the_repository_config_loads():
+    config = load_rediscovery_config(ROOT / "configs" / "rediscover_lion.yaml", seeds=2, minutes=1.5)
+    assert (config.pipeline.seeds, config.pipeline.minutes) == (2, 1.5)
+    run = config.run_config(3, "random")
+    assert (run.seed, run.search.mode, run.budget.wall_seconds) == (3, "random", 90.0)
+    assert run.task == config.search.task and run.search.population_size == 100
+
+
+def _with(data: dict, path: str, value) -> dict:
+    """``data`` with the key at dotted ``path`` (``stages.0.seeds``) set to ``value``."""
+    data = json.loads(json.dumps(data))
+    *parents, last = path.split(".")
+    node = data
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+    node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("pipeline.seeds", 0, "pipeline.seeds: expected an int >= 1, got 0"),
+        ("pipeline.minutes", 0, "pipeline.minutes: expected a number > 0, got 0"),
+        ("pipeline.minutes", "30", "pipeline.minutes: expected a number > 0, got '30'"),
+        ("pipeline.baselines", ["evolution"], "pipeline.baselines: expected a list of distinct methods from"),
+        (
+            "pipeline.baseline_seeds",
+            [0, -1],
+            "pipeline.baseline_seeds: expected a list of distinct ints >= 0",
+        ),
+        ("pipeline.baseline_seeds", 0, "pipeline.baseline_seeds: expected a list of distinct ints >= 0"),
+        ("pipeline.out", "", "pipeline.out: expected a directory path (string), got ''"),
+        ("pipeline.islands", 2, "pipeline.islands: expected one of the keys seeds, minutes"),
+        ("search.search.population_size", 1, "search.search.population_size: expected an int >= 3, got 1"),
+        ("search.task.name", "nope", "search.task.name: expected a proxy task name"),
+        ("search.budget", [1], "search.budget: expected a mapping of keys, got [1]"),
+        ("search.funnel", "configs/funnel.yaml", "search.funnel: expected null (the pipeline runs"),
+        ("funnel.stages.0.seeds", [3], "funnel.stages[0].seeds: expected a list of at least 2 distinct"),
+        ("funnel.stages.0.seeds", [0, 1], "funnel.stages[0].seeds: expected new seeds: the search trained"),
+        ("funnel.stages.0.task", "huge", "funnel.stages[0].task: expected a proxy task name or a size"),
+        ("funnel.tuning.lr_steps", [2, 1], "funnel.tuning.lr_steps: expected a list [low, high] of ints"),
+        ("funnel.baselines.others", ["nope"], "funnel.baselines.others[0]: expected a library program name"),
+        ("funnels", {}, "funnels: expected one of the keys pipeline, search, funnel"),
+    ],
+)
+def test_a_bad_value_is_an_error_naming_its_key_path(tmp_path, path, value, message):
+    data = _with(tiny_config(tmp_path / "out"), path, value)
+    with pytest.raises(ConfigError) as error:
+        rediscovery_config_from_dict(data)
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_the_search_section_needs_no_budget_of_its_own(tmp_path):
+    data = tiny_config(tmp_path / "out")
+    del data["search"]["budget"]
+    config = rediscovery_config_from_dict(data)
+    assert config.run_config(0).budget.wall_seconds == 600.0
+
+
+def test_the_script_names_the_file_and_key_and_exits_2(tmp_path, capsys):
+    config = write_config(tmp_path / "bad.yaml", tiny_config(tmp_path / "out"))
+    assert _script().main(["--config", str(config), "--minutes", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "rediscover_lion: bad.yaml: pipeline.minutes: expected a number > 0, got -1.0"
+    assert _script().main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: expected a readable pipeline config file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def _run_until(command: list[str], log: Path, condition, timeout: float = 240.0) -> bool:
+    """Start ``command``; kill -9 it as soon as ``condition()`` holds. Returns whether it was killed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with open(log, "ab") as stderr:
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    killed = process.poll() is None
+    if killed:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return killed
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """The tiny pipeline, killed during seed 0's search, killed again during its funnel, then completed.
+
+    Returns the paths and the files' contents at each kill.
+    """
+    tmp = tmp_path_factory.mktemp("rediscovery")
+    out = tmp / "out"
+    config = write_config(
+        tmp / "tiny.yaml", tiny_config(out, programs=200, stage_seeds=(1, 2, 3, 4), top_k=4)
+    )
+    seed0 = out / "seed0"
+    individuals = seed0 / "search" / "individuals.jsonl"
+    evaluations = seed0 / "funnel" / "evaluations.jsonl"
+    command = [sys.executable, str(SCRIPT), "--config", str(config), "--quiet"]
+    log = tmp / "stderr.txt"
+    killed_in_search = _run_until(command, log, lambda: len(_lines(individuals)) >= 40)
+    at_first_kill = _lines(individuals)
+    killed_in_funnel = _run_until(command, log, lambda: len(_lines(evaluations)) >= 2)
+    at_second_kill = {"individuals": individuals.read_bytes(), "evaluations": _lines(evaluations)}
+    docs = tmp / "docs"
+    arguments = ["--config", str(config), "--quiet", "--report", str(docs / "rediscovery.md")]
+    arguments += ["--docs", str(docs / "rediscovery")]
+    code = _script().main(arguments)
+    return {
+        "out": out,
+        "docs": docs,
+        "arguments": arguments,
+        "code": code,
+        "stderr": log.read_text(),
+        "killed": (killed_in_search, killed_in_funnel),
+        "at_first_kill": at_first_kill,
+        "at_second_kill": at_second_kill,
+    }
+
+
+@pytest.mark.slow
+def test_a_killed_pipeline_resumes_and_redoes_nothing(pipeline):
+    assert pipeline["killed"] == (True, True), pipeline["stderr"]
+    assert pipeline["code"] == 0
+    seed0 = pipeline["out"] / "seed0"
+    individuals = seed0 / "search" / "individuals.jsonl"
+    records = [json.loads(line) for line in _lines(individuals)]
+    seqs = [r["seq"] for r in records]
+    assert len(seqs) == len(set(seqs)) and len({r["id"] for r in records}) == len(records)
+    assert len(records) == 200  # the budget, reached once over the three sessions
+    first = pipeline["at_first_kill"]
+    assert _lines(individuals)[: len(first) - 1] == first[:-1]  # the last line may have been torn
+    # the search had finished when the funnel was killed: the completing run did not touch it
+    assert individuals.read_bytes() == pipeline["at_second_kill"]["individuals"]
+    evaluations = [json.loads(line) for line in _lines(seed0 / "funnel" / "evaluations.jsonl")]
+    keys = [(e["hash"], e["task"], e["seed"]) for e in evaluations]
+    assert len(keys) == len(set(keys))
+    before = pipeline["at_second_kill"]["evaluations"]
+    assert (
+        len(before) >= 2 and _lines(seed0 / "funnel" / "evaluations.jsonl")[: len(before) - 1] == before[:-1]
+    )
+
+    # everything done: running it again trains nothing and changes no log or summary
+    logs = [
+        seed0 / "search" / "individuals.jsonl",
+        seed0 / "funnel" / "evaluations.jsonl",
+        seed0 / "summary.json",
+        pipeline["out"] / "random-seed0" / "search" / "individuals.jsonl",
+    ]
+    contents = [path.read_bytes() for path in logs]
+    assert _script().main(pipeline["arguments"]) == 0
+    assert [path.read_bytes() for path in logs] == contents
+
+
+def _table(report: str, name: str) -> dict[str, str]:
+    """The report's row of run ``name``, by column header."""
+    lines = report.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.startswith(f"| {name} |"))
+    header = next(lines[i] for i in range(row, -1, -1) if lines[i].startswith("| run |"))
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip().strip("|").split(" | ")]
+
+    return dict(zip(cells(header), cells(lines[row]), strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["seed0", "random-seed0"])
+def test_the_report_agrees_with_the_logs(pipeline, name):
+    report = (pipeline["out"] / "rediscovery.md").read_text()
+    row = _table(report, name)
+    directory = pipeline["out"] / name
+    records = [json.loads(line) for line in _lines(directory / "search" / "individuals.jsonl")]
+    trained = sum(r["cache_hit"] is None for r in records)
+    assert row["programs (trained)"] == f"{len(records)} ({trained} trained)"
+    children = [r for r in records if r["mutation"] != "initial"]
+    hits = sum(r["cache_hit"] is not None for r in children)
+    fractions = [r["redundant_fraction"] for r in children if r["redundant_fraction"] is not None]
+    assert (
+        row["cache hit rate / redundant"]
+        == f"{hits / len(children):.1%} / {sum(fractions) / len(fractions):.1%}"
+    )
+
+    # the first Lion-family program: its trainings counted from the log up to its line
+    first = re.fullmatch(r"(\d+) evaluations \(individual (\d+)\)", row["first Lion family"])
+    if first is not None:
+        seq = next(r["seq"] for r in records if r["id"] == int(first.group(2)))
+        assert int(first.group(1)) == sum(r["cache_hit"] is None for r in records if r["seq"] <= seq)
+    else:
+        assert row["first Lion family"] == "none"
+
+    # the winner: the best test mean of a candidate at the last stage of funnel.json
+    funnel = json.loads((directory / "funnel" / "funnel.json").read_text())
+    stage = funnel["stages"][-1]
+    candidates = [r for r in stage["rows"] if r["kind"] == "candidate"]
+    winner = max(candidates, key=lambda r: r["test"]["mean"])
+    baselines = [r for r in stage["rows"] if r["kind"] != "candidate"]
+    assert [r["baseline"] for r in baselines] == ["adamw", "lion"]
+    figures = " / ".join(f"{r['test']['mean']:.4f} ± {r['test']['se']:.4f}" for r in [winner, *baselines])
+    assert row["stage A (mlp_digits_tiny): best / adamw / lion"] == figures
+    raw = re.match(r"\[#(\d+)\]\(([^)]+)\)", row["raw best"])
+    assert int(raw.group(1)) == winner["individual"]
+    logged = next(r["program"] for r in records if r["id"] == winner["individual"])
+    assert load_program(str(pipeline["out"] / raw.group(2))) == dsl.parse(logged)
+
+
+@pytest.mark.slow
+def test_the_verdict_is_the_closest_optimizer_of_the_simplified_file(pipeline):
+    report = (pipeline["out"] / "rediscovery.md").read_text()
+    row = _table(report, "seed0")
+    simplified = load_program(str(pipeline["out"] / "seed0" / "simplified.txt"))
+    match = dsl.closest_optimizer(simplified)
+    if match.lion_family:
+        assert row["verdict"] == "Lion" or row["verdict"].startswith("Lion family (not Lion: ")
+    else:
+        assert row["verdict"] == f"not Lion family (closest: {match.name})"
+    for column, key, digits in (("β1", "beta1", 4), ("β2", "beta2", 4), ("lr", "learning_rate", 3)):
+        value = {"beta1": match.beta1, "beta2": match.beta2}.get(key, match.constants.get(key))
+        assert row[column] == ("—" if value is None else f"{value:.{digits}g}")
+    lion = int(row["verdict"] == "Lion")
+    assert f"**Lion in {lion} of 1 seeds**" in report
+
+
+@pytest.mark.slow
+def test_the_reports_link_real_files_and_the_docs_copies(pipeline, capsys):
+    from symdisc.cli import main as symdisc
+
+    for report in (pipeline["out"] / "rediscovery.md", pipeline["docs"] / "rediscovery.md"):
+        text = report.read_text()
+        links = re.findall(r"\]\(([^)]+)\)", text)
+        images = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+        assert len(images) == 6  # fitness, cache and funnel of each run
+        for link in links:
+            assert (report.parent / link).is_file(), link
+            assert not link.startswith(("/", "..")), link  # the docs copy stands alone
+        for image in images:
+            assert (report.parent / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    docs = pipeline["docs"] / "rediscovery"
+    for name in ("seed0", "random-seed0"):
+        run = pipeline["out"] / name
+        assert (docs / f"{name}.txt").read_text() == (run / "simplified.txt").read_text()
+        assert (docs / name / "funnel.md").read_text() == (run / "funnel" / "funnel.md").read_text()
+        capsys.readouterr()
+        assert symdisc(["inspect", str(run / "search")]) == 0
+        assert (docs / name / "inspect.txt").read_text() == capsys.readouterr().out
