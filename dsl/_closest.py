@@ -501,7 +501,7 @@ def _fit(candidate: _Candidate, target: _Target) -> tuple[CandidateFit, _LionChe
         def loss(softness: float) -> Callable:
             return lambda grid: target.solve_linear(candidate, _betas(grid), softness)[0]
 
-        if any(s.op == "sign" for s in candidate.program.statements):
+        if _sign_based(candidate):
             # Exact signs leave a plateau with a narrow well at the answer (every sign
             # right): two routes to its basin (soft signs; exact signs), each finished by
             # a dense scan; the better one wins.
@@ -764,6 +764,10 @@ def _sign_magnitude_bound(target: _Target) -> float:
     return float(np.sqrt(np.sum(w2 * (magnitude - level) ** 2))) / target.odd_norm
 
 
+def _sign_based(candidate: _Candidate) -> bool:
+    return any(s.op == "sign" for s in candidate.program.statements)
+
+
 def screen_lion_family(program: Program) -> bool:
     """False only for programs that ``closest_optimizer`` does not call Lion family.
 
@@ -787,11 +791,11 @@ def screen_lion_family(program: Program) -> bool:
     if not (np.any(signs > 0) and np.any(signs < 0)) or target.odd_norm == 0.0:
         return False
     sign_based_possible = _sign_magnitude_bound(target) <= LION_MAX_ERROR + SCREEN_ROUNDING_MARGIN
-    for candidate in candidates():
-        if not set(candidate.members) & set(LION_FAMILY):
-            continue
-        if any(s.op == "sign" for s in candidate.program.statements) and not sign_based_possible:
-            continue
+    family = [c for c in candidates() if set(c.members) & set(LION_FAMILY)]
+    if not sign_based_possible:
+        family = [c for c in family if not _sign_based(c)]
+    # The cheapest fits first: smooth ones, then sign-based ones with fewer betas.
+    for candidate in sorted(family, key=lambda c: (_sign_based(c), len(c.nonlinear))):
         fit, checks = _fit(candidate, target)
         if fit.name in LION_FAMILY and checks.passed(fit):
             return True
