@@ -27,6 +27,7 @@ simplest explanation wins (signum before Lion with beta1 = beta2 and no weight d
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable
@@ -85,6 +86,7 @@ gradient and one momentum slot that is itself an interpolation of the gradient."
 
 LINEAR = ("learning_rate", "weight_decay")
 LION_SIGN_AGREEMENT = 0.95
+LINEAR_MOMENTUM = ("sgd", "momentum", "nesterov")
 LION_MAX_ERROR = 0.3
 """The largest relative update error (and gradient-odd-part error) of a Lion-family fit.
 A sign update fitted with the right magnitudes has an error of about 2 * sqrt(share of
@@ -397,6 +399,18 @@ class _Target:
         self.odd = np.where(self.odd_weight > 0, odd, 0.0)
         self.odd_norm = float(np.sqrt(np.sum((self.odd_weight * self.odd) ** 2)))
 
+    @functools.cached_property
+    def linear_odd_error(self) -> float:
+        """The best relative error of a linear momentum (sgd, momentum, nesterov) fitted to
+        the gradient-odd part alone: tanh and clip of a small interpolation are linear, so
+        a Lion-K fit can explain momentum with weight decay (which no candidate has)."""
+        if self.odd_norm == 0.0:
+            return math.inf
+        odd_only = copy.copy(self)
+        odd_only.clean, odd_only.weight, odd_only.norm = self.odd, self.odd_weight, self.odd_norm
+        linear = [c for c in candidates() if c.name in LINEAR_MOMENTUM]
+        return min(_fit(c, odd_only, with_checks=False)[0].error for c in linear)
+
     def candidate_updates(
         self, candidate: _Candidate, rows, softness: float = 0.0, gradient_sign: float = 1.0
     ) -> np.ndarray:
@@ -496,7 +510,9 @@ def _betas(log_gaps: np.ndarray) -> np.ndarray:
     return 1.0 - 10.0**log_gaps
 
 
-def _fit(candidate: _Candidate, target: _Target) -> tuple[CandidateFit, _LionChecks]:
+def _fit(
+    candidate: _Candidate, target: _Target, with_checks: bool = True
+) -> tuple[CandidateFit, _LionChecks | None]:
     dims = len(candidate.nonlinear)
     if dims:
 
@@ -536,7 +552,7 @@ def _fit(candidate: _Candidate, target: _Target) -> tuple[CandidateFit, _LionChe
         *_agreement(target, updates),
         candidate.fitted_program(constants),
     )
-    return fit, _lion_checks(target, candidate, row, updates)
+    return fit, _lion_checks(target, candidate, row, updates) if with_checks else None
 
 
 @dataclass(frozen=True)
@@ -545,11 +561,16 @@ class _LionChecks:
 
     balanced_sign_agreement: float
     gradient_error: float
+    linear_gradient_error: float
 
     def passed(self, fit: CandidateFit) -> bool:
+        # A linear momentum that ties the odd part (the tie rule: the simpler wins) leaves
+        # the sign, tanh or clip unexplained.
+        linear_ties = self.linear_gradient_error <= self.gradient_error * 1.01 + TIE_TOLERANCE
         return (
             fit.error <= LION_MAX_ERROR
             and self.gradient_error <= LION_MAX_ERROR
+            and not linear_ties
             and fit.sign_agreement >= LION_SIGN_AGREEMENT
             and self.balanced_sign_agreement >= LION_SIGN_AGREEMENT
         )
@@ -564,14 +585,15 @@ def _lion_checks(target: _Target, candidate: _Candidate, row: np.ndarray, update
         mask = both & (np.sign(target.clean) == side)
         agreements.append(float(np.mean(np.sign(updates[mask]) == side)) if mask.any() else 0.0)
     if target.odd_norm == 0.0:  # the update does not depend on the gradient
-        return _LionChecks(min(agreements), math.inf)
+        return _LionChecks(min(agreements), math.inf, math.inf)
     negated = target.candidate_updates(candidate, row, gradient_sign=-1.0)[0]
     odd = (updates - negated) / 2
     usable = np.isfinite(odd)
     if not np.all(usable[target.odd_weight > 0]):
-        return _LionChecks(min(agreements), math.inf)
+        return _LionChecks(min(agreements), math.inf, target.linear_odd_error)
     residual = target.odd_weight * (np.where(usable, odd, 0.0) - target.odd)
-    return _LionChecks(min(agreements), float(np.sqrt(np.sum(residual**2))) / target.odd_norm)
+    error = float(np.sqrt(np.sum(residual**2))) / target.odd_norm
+    return _LionChecks(min(agreements), error, target.linear_odd_error)
 
 
 def _agreement(target: _Target, updates: np.ndarray) -> tuple[float, float, float]:
@@ -627,6 +649,10 @@ class ClosestMatch:
       gradient_error: relative error of the verdict's gradient-odd part
         ``(u(g) - u(-g)) / 2`` (the same weights, the gradients negated), inf if the
         program's is zero (its update does not depend on the gradient).
+      linear_gradient_error: the best relative error of a linear momentum (sgd,
+        momentum, nesterov) fitted to the gradient-odd part; Lion family needs
+        ``gradient_error`` to beat it beyond a tie (tanh and clip of a small
+        interpolation are linear: a Lion-K fit can stand for momentum with weight decay).
     """
 
     ranking: tuple[CandidateFit, ...]
@@ -635,6 +661,7 @@ class ClosestMatch:
     lion_family: bool
     balanced_sign_agreement: float = 0.0
     gradient_error: float = math.inf
+    linear_gradient_error: float = math.inf
 
     @property
     def best(self) -> CandidateFit:
@@ -695,7 +722,8 @@ class ClosestMatch:
             f"({'>=' if self.balanced_sign_agreement >= 0.95 else '<'} 95%)",
             f"update error {best.error:.3g} ({'<=' if best.error <= LION_MAX_ERROR else '>'} {LION_MAX_ERROR})",
             f"gradient-odd error {self.gradient_error:.3g} "
-            f"({'<=' if self.gradient_error <= LION_MAX_ERROR else '>'} {LION_MAX_ERROR})",
+            f"({'<=' if self.gradient_error <= LION_MAX_ERROR else '>'} {LION_MAX_ERROR}; "
+            f"a linear momentum fits it at {self.linear_gradient_error:.3g})",
         ]
         lines.append(f"  Lion family: {'yes' if self.lion_family else 'no'} ({'; '.join(checks)})")
         if self.lion_family:
@@ -746,6 +774,7 @@ def closest_optimizer(program: Program) -> ClosestMatch:
         lion_family,
         checks.balanced_sign_agreement,
         checks.gradient_error,
+        checks.linear_gradient_error,
     )
 
 
@@ -776,7 +805,8 @@ def screen_lion_family(program: Program) -> bool:
     Every step is a necessary condition of its rule, on the same probe updates and the
     same fits: at most one live slot; finite updates of both signs (else the balanced
     sign agreement is 0); an update that depends on the gradient; a Lion-family
-    candidate whose own fit passes every check (the verdict must be one). Sign-based
+    candidate whose own fit passes every check (a linear momentum's fit to the odd part
+    included) (the verdict must be one). Sign-based
     candidates are fitted only when ``_sign_magnitude_bound`` (plus
     ``SCREEN_ROUNDING_MARGIN``) allows their gradient-odd error within ``LION_MAX_ERROR``;
     the other candidates are not fitted at all. A program that passes may still not be
