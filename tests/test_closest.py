@@ -301,3 +301,25 @@ def test_the_screen_bound_is_below_every_sign_fit(name):
             updates = target.candidate_updates(candidate, row)[0]
             checks = _closest._lion_checks(target, candidate, row, updates)
             assert checks.gradient_error >= bound - _closest.SCREEN_ROUNDING_MARGIN, (name, values)
+
+
+@pytest.mark.slow
+def test_momentum_with_weight_decay_is_not_lion_family():
+    # Found by a rediscovery search: no candidate is momentum with weight decay, and
+    # lion_refined (clip of c, linear for |c| < 1) fits it at 0.05 with every check but
+    # the last passed; momentum fitted to the gradient-odd part alone is exact.
+    program = body(
+        """
+        m = interp(g, m, 0.9)
+        update = m / 0.8011514469317228
+        wd = w * -1.1648636219712387
+        update = update + wd
+        lr = 0.7671185432439538 * 0.001
+        update = update * lr
+        """
+    )
+    match = dsl.closest_optimizer(program)
+    assert match.name in _closest.LION_FAMILY and match.error < _closest.LION_MAX_ERROR
+    assert match.linear_gradient_error < 1e-5 < match.gradient_error
+    assert not match.lion_family, match.report()
+    assert not _closest.screen_lion_family(program)
