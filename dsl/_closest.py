@@ -38,7 +38,7 @@ import numpy as np
 from . import library
 from ._analysis import analyze
 from ._ops import OPS
-from ._program import Program
+from ._program import Program, parse
 
 # ----------------------------------------------------------------------------- candidates
 
@@ -87,6 +87,7 @@ gradient and one momentum slot that is itself an interpolation of the gradient."
 LINEAR = ("learning_rate", "weight_decay")
 LION_SIGN_AGREEMENT = 0.95
 LINEAR_MOMENTUM = ("sgd", "momentum", "nesterov")
+"""With ``LINEAR_LION``, the linear references for a Lion-family fit's gradient-odd part."""
 LION_MAX_ERROR = 0.3
 """The largest relative update error (and gradient-odd-part error) of a Lion-family fit.
 A sign update fitted with the right magnitudes has an error of about 2 * sqrt(share of
@@ -394,22 +395,24 @@ class _Target:
         # Lion-family program it is lr * sign(c) (c and the slot are linear in g, sign,
         # tanh and clip are odd), its weight-decay term lr * lambda * w cancels.
         negated, _ = _run_program(program, probe, weights=weights, gradient_sign=-1.0)
-        odd = (target - _flat(negated).astype(np.float64)) / 2
+        with np.errstate(all="ignore"):  # inf - inf: not finite, left out below
+            odd = (target - _flat(negated).astype(np.float64)) / 2
         self.odd_weight = np.where(np.isfinite(odd), self.weight, 0.0)
         self.odd = np.where(self.odd_weight > 0, odd, 0.0)
         self.odd_norm = float(np.sqrt(np.sum((self.odd_weight * self.odd) ** 2)))
 
     @functools.cached_property
     def linear_odd_error(self) -> float:
-        """The best relative error of a linear momentum (sgd, momentum, nesterov) fitted to
-        the gradient-odd part alone: tanh and clip of a small interpolation are linear, so
-        a Lion-K fit can explain momentum with weight decay (which no candidate has)."""
+        """The best relative error of a linear momentum (sgd, momentum, nesterov, Lion
+        without its sign) fitted to the gradient-odd part alone: tanh and clip of a small
+        interpolation are linear, so a Lion-K fit can explain momentum with weight decay
+        (which no candidate has)."""
         if self.odd_norm == 0.0:
             return math.inf
         odd_only = copy.copy(self)
         odd_only.clean, odd_only.weight, odd_only.norm = self.odd, self.odd_weight, self.odd_norm
         linear = [c for c in candidates() if c.name in LINEAR_MOMENTUM]
-        return min(_fit(c, odd_only, with_checks=False)[0].error for c in linear)
+        return min(_fit(c, odd_only, with_checks=False)[0].error for c in (*linear, _linear_lion()))
 
     def candidate_updates(
         self, candidate: _Candidate, rows, softness: float = 0.0, gradient_sign: float = 1.0
@@ -609,7 +612,36 @@ def _agreement(target: _Target, updates: np.ndarray) -> tuple[float, float, floa
     return error, signs, magnitude
 
 
+LINEAR_LION = """def train(w, g, m, lr):
+  update = interp(g, m, 0.9)
+  m = interp(g, m, 0.99)
+  lr = lr * 0.0001
+  update = update * lr
+  return update, m
+"""
+"""Lion without its sign: the linear counterpart of every Lion-family candidate (tanh and
+clip of a small interpolation are this), a reference for the gradient-odd part only."""
+
+
+@functools.cache
+def _linear_lion() -> _Candidate:
+    program = parse(LINEAR_LION)
+    names = {0.9: "beta1", 0.99: "beta2", 0.0001: "learning_rate"}
+    places = [
+        (names[arg], ((index, position),))
+        for index, statement in enumerate(program.statements)
+        for position, arg in enumerate(statement.args)
+        if isinstance(arg, float) and arg in names
+    ]
+    return _Candidate(
+        "linear_lion", ("linear_lion",), program, ("beta1", "beta2", "learning_rate"), tuple(places)
+    )
+
+
 def _nearest_member(candidate: _Candidate, constants: dict[str, float]) -> str:
+    if len(candidate.members) == 1:
+        return candidate.members[0]
+
     def distance(member: str) -> float:
         total = 0.0
         for key, default in CONSTANTS[member].items():
@@ -650,8 +682,8 @@ class ClosestMatch:
         ``(u(g) - u(-g)) / 2`` (the same weights, the gradients negated), inf if the
         program's is zero (its update does not depend on the gradient).
       linear_gradient_error: the best relative error of a linear momentum (sgd,
-        momentum, nesterov) fitted to the gradient-odd part; Lion family needs
-        ``gradient_error`` to beat it beyond a tie (tanh and clip of a small
+        momentum, nesterov, or Lion without its sign) fitted to the gradient-odd part;
+        Lion family needs ``gradient_error`` to beat it beyond a tie (tanh and clip of a small
         interpolation are linear: a Lion-K fit can stand for momentum with weight decay).
     """
 
