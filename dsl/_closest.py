@@ -439,7 +439,8 @@ class _Target:
             ]
             return tuple(None if p[0] is None else np.concatenate(p) for p in zip(*parts, strict=True))
         updates = self.candidate_updates(candidate, rows, softness)
-        weighted = (updates * self.weight).reshape(len(rows), -1)
+        with np.errstate(all="ignore"):  # inf * 0 is NaN: such rows are not usable below
+            weighted = (updates * self.weight).reshape(len(rows), -1)
         columns = [weighted[:batch]]
         if has_decay:
             columns.append(weighted[batch:] - weighted[:batch])
@@ -590,7 +591,8 @@ def _lion_checks(target: _Target, candidate: _Candidate, row: np.ndarray, update
     if target.odd_norm == 0.0:  # the update does not depend on the gradient
         return _LionChecks(min(agreements), math.inf, math.inf)
     negated = target.candidate_updates(candidate, row, gradient_sign=-1.0)[0]
-    odd = (updates - negated) / 2
+    with np.errstate(all="ignore"):  # inf - inf: not finite, checked next
+        odd = (updates - negated) / 2
     usable = np.isfinite(odd)
     if not np.all(usable[target.odd_weight > 0]):
         return _LionChecks(min(agreements), math.inf, target.linear_odd_error)
