@@ -27,20 +27,18 @@ simplest explanation wins (signum before Lion with beta1 = beta2 and no weight d
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import library
 from ._analysis import analyze
-from ._execute import execute
 from ._ops import OPS
-from ._program import Program
+from ._program import Program, parse
 
 # ----------------------------------------------------------------------------- candidates
 
@@ -88,6 +86,17 @@ gradient and one momentum slot that is itself an interpolation of the gradient."
 
 LINEAR = ("learning_rate", "weight_decay")
 LION_SIGN_AGREEMENT = 0.95
+LINEAR_MOMENTUM = ("sgd", "momentum", "nesterov")
+"""With ``LINEAR_LION``, the linear references for a Lion-family fit's gradient-odd part."""
+LION_MAX_ERROR = 0.3
+"""The largest relative update error (and gradient-odd-part error) of a Lion-family fit.
+A sign update fitted with the right magnitudes has an error of about 2 * sqrt(share of
+flipped signs), so 0.3 allows ~2% flipped signs: the fit of a two-beta sign optimizer can
+miss the narrow well of exact signs by a little (Lion with betas 0.85 and 0.98 is fitted
+at 0.13, 0.4% of its signs flipped). Library members fit at ~1e-7 or better; a program
+that ignores the gradient (``cos(0.01 * w)``) fits every candidate at 0.52 or worse."""
+SCREEN_ROUNDING_MARGIN = 1e-3
+"""Slack of ``screen_lion_family``'s bound: the float32 rounding of a sign fit's odd part."""
 LION_BETA_GAP = 0.04
 TIE_TOLERANCE = 1e-5
 """Relative update errors closer than this (absolute, plus 1% of the best) count as ties:
@@ -137,27 +146,51 @@ def _flat(leaves) -> np.ndarray:
     return np.moveaxis(np.concatenate(blocks, axis=-1), 0, 1)
 
 
-def _run_program(program: Program, probe: _Probe) -> tuple[tuple, tuple]:
+def _tree(value, like: tuple) -> tuple:
+    """A float32 tree shaped like ``like`` (a scalar value broadcast to every leaf)."""
+    leaves = value if isinstance(value, tuple) else (value,) * len(like)
+    return tuple(
+        np.broadcast_to(np.asarray(v, np.float32), np.shape(x)) for v, x in zip(leaves, like, strict=True)
+    )
+
+
+def _float32(value):
+    if isinstance(value, tuple):
+        return tuple(np.asarray(v, np.float32) for v in value)
+    return np.asarray(value, np.float32)
+
+
+def _run_program(
+    program: Program, probe: _Probe, weights: tuple | None = None, gradient_sign: float = 1.0
+) -> tuple[tuple, tuple]:
     """The program's updates and the weights it sees, each ``(S, T, *shape)`` per array.
 
-    Runs ``execute`` op by op (vmapped over trajectories, not jitted): for one run,
-    dispatching the ops costs less than compiling the loop.
+    Runs the registry's NumPy kernels in float32 (as ``execute`` runs in JAX), one
+    trajectory at a time so that whole-tree ops see one trajectory's tree. The weights
+    follow the program's own updates, or with ``weights`` are those given (so a second
+    run, on ``gradient_sign`` times the gradients, sees the same weights as the first).
     """
-    step_all = jax.vmap(lambda w, g, state, step: execute(program, w, g, state, 1.0, step), (0, 0, 0, None))
-    w = tuple(jnp.asarray(leaf) for leaf in probe.weights)
-    state = tuple(tuple(jnp.zeros_like(leaf) for leaf in w) for _ in program.state)
-    updates, weights = [], []
-    for t in range(PROBE_STEPS):
-        g = tuple(jnp.asarray(leaf[:, t]) for leaf in probe.gradients)
-        update, state = step_all(w, g, state, jnp.float32(t + 1))
-        updates.append(update)
-        weights.append(w)
-        w = tuple(a - b for a, b in zip(w, update, strict=True))
-
-    def stacked(per_step):
-        return tuple(np.stack([np.asarray(step[i]) for step in per_step], axis=1) for i in range(len(w)))
-
-    return stacked(updates), stacked(weights)
+    kernels = [(s.target, OPS[s.op].numpy_fn(), s.args) for s in program.statements]
+    updates = tuple(np.empty((PROBE_SEEDS, PROBE_STEPS, *shape), np.float32) for shape in PROBE_SHAPES)
+    seen = tuple(np.empty_like(leaf) for leaf in updates)
+    with np.errstate(all="ignore"):  # overflow and NaN are measured, not warned about
+        for s in range(PROBE_SEEDS):
+            w = tuple(np.asarray(leaf[s], np.float32) for leaf in probe.weights)
+            state = {name: tuple(np.zeros_like(leaf) for leaf in w) for name in program.state}
+            for t in range(PROBE_STEPS):
+                if weights is not None:
+                    w = tuple(leaf[s, t] for leaf in weights)
+                g = tuple(np.float32(gradient_sign) * leaf[s, t] for leaf in probe.gradients)
+                env = {"w": w, "g": g, "lr": np.float32(1.0), "step": np.float32(t + 1), **state}
+                for target, kernel, args in kernels:
+                    env[target] = _float32(kernel(*(env[a] if isinstance(a, str) else a for a in args)))
+                update = _tree(env[program.update], w)
+                for i, (leaf, seen_leaf) in enumerate(zip(update, w, strict=True)):
+                    updates[i][s, t] = leaf
+                    seen[i][s, t] = seen_leaf
+                state = {name: _tree(env[name], w) for name in program.state}
+                w = tuple(np.float32(a - b) for a, b in zip(w, update, strict=True))
+    return updates, seen
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -358,9 +391,34 @@ class _Target:
             weight[0, :, start:stop] = (1.0 / np.where(rms > 0, rms, overall))[:, None]
         self.weight = np.where(finite, weight, 0.0)
         self.norm = float(np.sqrt(np.sum((self.weight * self.clean) ** 2))) or 1.0
+        # The gradient-odd part (u(g) - u(-g)) / 2, both runs on the same weights: for a
+        # Lion-family program it is lr * sign(c) (c and the slot are linear in g, sign,
+        # tanh and clip are odd), its weight-decay term lr * lambda * w cancels.
+        negated, _ = _run_program(program, probe, weights=weights, gradient_sign=-1.0)
+        with np.errstate(all="ignore"):  # inf - inf: not finite, left out below
+            odd = (target - _flat(negated).astype(np.float64)) / 2
+        self.odd_weight = np.where(np.isfinite(odd), self.weight, 0.0)
+        self.odd = np.where(self.odd_weight > 0, odd, 0.0)
+        self.odd_norm = float(np.sqrt(np.sum((self.odd_weight * self.odd) ** 2)))
 
-    def candidate_updates(self, candidate: _Candidate, rows, softness: float = 0.0) -> np.ndarray:
-        updates = _run_batch(candidate, np.asarray(rows), self.weights_seen, self.gradients, softness)
+    @functools.cached_property
+    def linear_odd_error(self) -> float:
+        """The best relative error of a linear momentum (sgd, momentum, nesterov, Lion
+        without its sign) fitted to the gradient-odd part alone: tanh and clip of a small
+        interpolation are linear, so a Lion-K fit can explain momentum with weight decay
+        (which no candidate has)."""
+        if self.odd_norm == 0.0:
+            return math.inf
+        odd_only = copy.copy(self)
+        odd_only.clean, odd_only.weight, odd_only.norm = self.odd, self.odd_weight, self.odd_norm
+        linear = [c for c in candidates() if c.name in LINEAR_MOMENTUM]
+        return min(_fit(c, odd_only, with_checks=False)[0].error for c in (*linear, _linear_lion()))
+
+    def candidate_updates(
+        self, candidate: _Candidate, rows, softness: float = 0.0, gradient_sign: float = 1.0
+    ) -> np.ndarray:
+        gradients = self.gradients if gradient_sign == 1.0 else np.float32(gradient_sign) * self.gradients
+        updates = _run_batch(candidate, np.asarray(rows), self.weights_seen, gradients, softness)
         return updates.astype(np.float64)
 
     def solve_linear(self, candidate: _Candidate, nonlinear: np.ndarray, softness: float = 0.0) -> tuple:
@@ -381,7 +439,8 @@ class _Target:
             ]
             return tuple(None if p[0] is None else np.concatenate(p) for p in zip(*parts, strict=True))
         updates = self.candidate_updates(candidate, rows, softness)
-        weighted = (updates * self.weight).reshape(len(rows), -1)
+        with np.errstate(all="ignore"):  # inf * 0 is NaN: such rows are not usable below
+            weighted = (updates * self.weight).reshape(len(rows), -1)
         columns = [weighted[:batch]]
         if has_decay:
             columns.append(weighted[batch:] - weighted[:batch])
@@ -455,14 +514,16 @@ def _betas(log_gaps: np.ndarray) -> np.ndarray:
     return 1.0 - 10.0**log_gaps
 
 
-def _fit(candidate: _Candidate, target: _Target) -> CandidateFit:
+def _fit(
+    candidate: _Candidate, target: _Target, with_checks: bool = True
+) -> tuple[CandidateFit, _LionChecks | None]:
     dims = len(candidate.nonlinear)
     if dims:
 
         def loss(softness: float) -> Callable:
             return lambda grid: target.solve_linear(candidate, _betas(grid), softness)[0]
 
-        if any(s.op == "sign" for s in candidate.program.statements):
+        if _sign_based(candidate):
             # Exact signs leave a plateau with a narrow well at the answer (every sign
             # right): two routes to its basin (soft signs; exact signs), each finished by
             # a dense scan; the better one wins.
@@ -489,12 +550,55 @@ def _fit(candidate: _Candidate, target: _Target) -> CandidateFit:
     # The metrics come from a run with every fitted constant in place.
     row = np.asarray([[constants[n] for n in candidate.names]])
     updates = target.candidate_updates(candidate, row)[0]
-    return CandidateFit(
+    fit = CandidateFit(
         _nearest_member(candidate, constants),
         constants,
         *_agreement(target, updates),
         candidate.fitted_program(constants),
     )
+    return fit, _lion_checks(target, candidate, row, updates) if with_checks else None
+
+
+@dataclass(frozen=True)
+class _LionChecks:
+    """The Lion-family rule's measures of one fit (see ``ClosestMatch``)."""
+
+    balanced_sign_agreement: float
+    gradient_error: float
+    linear_gradient_error: float
+
+    def passed(self, fit: CandidateFit) -> bool:
+        # A linear momentum that ties the odd part (the tie rule: the simpler wins) leaves
+        # the sign, tanh or clip unexplained.
+        linear_ties = self.linear_gradient_error <= self.gradient_error * 1.01 + TIE_TOLERANCE
+        return (
+            fit.error <= LION_MAX_ERROR
+            and self.gradient_error <= LION_MAX_ERROR
+            and not linear_ties
+            and fit.sign_agreement >= LION_SIGN_AGREEMENT
+            and self.balanced_sign_agreement >= LION_SIGN_AGREEMENT
+        )
+
+
+def _lion_checks(target: _Target, candidate: _Candidate, row: np.ndarray, updates: np.ndarray) -> _LionChecks:
+    """Sign agreement within each sign of the program's update (the smaller of the two; 0
+    if one sign never occurs), and the relative error of the fit's gradient-odd part."""
+    both = (target.weight > 0) & np.isfinite(updates)
+    agreements = []
+    for side in (1.0, -1.0):
+        mask = both & (np.sign(target.clean) == side)
+        agreements.append(float(np.mean(np.sign(updates[mask]) == side)) if mask.any() else 0.0)
+    if target.odd_norm == 0.0:  # the update does not depend on the gradient
+        return _LionChecks(min(agreements), math.inf, math.inf)
+    negated = target.candidate_updates(candidate, row, gradient_sign=-1.0)[0]
+    with np.errstate(all="ignore"):  # inf - inf: not finite, checked next
+        odd = (updates - negated) / 2
+    usable = np.isfinite(odd)
+    if not np.all(usable[target.odd_weight > 0]):
+        return _LionChecks(min(agreements), math.inf, target.linear_odd_error)
+    residual = target.odd_weight * (np.where(usable, odd, 0.0) - target.odd)
+    error = float(np.sqrt(np.sum(residual**2))) / target.odd_norm
+    return _LionChecks(min(agreements), error, target.linear_odd_error)
 
 
 def _agreement(target: _Target, updates: np.ndarray) -> tuple[float, float, float]:
@@ -510,7 +614,36 @@ def _agreement(target: _Target, updates: np.ndarray) -> tuple[float, float, floa
     return error, signs, magnitude
 
 
+LINEAR_LION = """def train(w, g, m, lr):
+  update = interp(g, m, 0.9)
+  m = interp(g, m, 0.99)
+  lr = lr * 0.0001
+  update = update * lr
+  return update, m
+"""
+"""Lion without its sign: the linear counterpart of every Lion-family candidate (tanh and
+clip of a small interpolation are this), a reference for the gradient-odd part only."""
+
+
+@functools.cache
+def _linear_lion() -> _Candidate:
+    program = parse(LINEAR_LION)
+    names = {0.9: "beta1", 0.99: "beta2", 0.0001: "learning_rate"}
+    places = [
+        (names[arg], ((index, position),))
+        for index, statement in enumerate(program.statements)
+        for position, arg in enumerate(statement.args)
+        if isinstance(arg, float) and arg in names
+    ]
+    return _Candidate(
+        "linear_lion", ("linear_lion",), program, ("beta1", "beta2", "learning_rate"), tuple(places)
+    )
+
+
 def _nearest_member(candidate: _Candidate, constants: dict[str, float]) -> str:
+    if len(candidate.members) == 1:
+        return candidate.members[0]
+
     def distance(member: str) -> float:
         total = 0.0
         for key, default in CONSTANTS[member].items():
@@ -540,13 +673,29 @@ class ClosestMatch:
       lion_family: the verdict is a Lion-family candidate (sign, tanh or clip of an
         interpolation of the gradient and one momentum slot updated by its own
         interpolation of the gradient), the program has at most one live state slot,
-        and at least 95% of its update signs agree with the fit.
+        at least 95% of its update signs agree with the fit, on updates of either sign
+        (``balanced_sign_agreement``), the fit's relative update error is at most
+        ``LION_MAX_ERROR``, and so is the error of its gradient-odd part (the update
+        depends on the gradient as the fit's does).
+      balanced_sign_agreement: the verdict's sign agreement on the program's positive
+        updates and on its negative ones, the smaller (0 if one sign never occurs): a
+        program whose updates are nearly all one sign agrees with any fit of that sign.
+      gradient_error: relative error of the verdict's gradient-odd part
+        ``(u(g) - u(-g)) / 2`` (the same weights, the gradients negated), inf if the
+        program's is zero (its update does not depend on the gradient).
+      linear_gradient_error: the best relative error of a linear momentum (sgd,
+        momentum, nesterov, or Lion without its sign) fitted to the gradient-odd part;
+        Lion family needs ``gradient_error`` to beat it beyond a tie (tanh and clip of a small
+        interpolation are linear: a Lion-K fit can stand for momentum with weight decay).
     """
 
     ranking: tuple[CandidateFit, ...]
     live_state_slots: tuple[str, ...]
     finite_fraction: float
     lion_family: bool
+    balanced_sign_agreement: float = 0.0
+    gradient_error: float = math.inf
+    linear_gradient_error: float = math.inf
 
     @property
     def best(self) -> CandidateFit:
@@ -603,6 +752,12 @@ class ClosestMatch:
             f"best fit is a Lion-family optimizer: {'yes' if best.name in LION_FAMILY else 'no'}",
             f"live state slots: {live} ({'<=' if live <= 1 else '>'} 1)",
             f"sign agreement {best.sign_agreement:.1%} ({'>=' if best.sign_agreement >= 0.95 else '<'} 95%)",
+            f"on either sign {self.balanced_sign_agreement:.1%} "
+            f"({'>=' if self.balanced_sign_agreement >= 0.95 else '<'} 95%)",
+            f"update error {best.error:.3g} ({'<=' if best.error <= LION_MAX_ERROR else '>'} {LION_MAX_ERROR})",
+            f"gradient-odd error {self.gradient_error:.3g} "
+            f"({'<=' if self.gradient_error <= LION_MAX_ERROR else '>'} {LION_MAX_ERROR}; "
+            f"a linear momentum fits it at {self.linear_gradient_error:.3g})",
         ]
         lines.append(f"  Lion family: {'yes' if self.lion_family else 'no'} ({'; '.join(checks)})")
         if self.lion_family:
@@ -638,15 +793,76 @@ def closest_optimizer(program: Program) -> ClosestMatch:
       ValueError: if none of its probe updates is finite (nothing to compare).
     """
     _ = program.kinds
+    target = _target(program)
+    fits = sorted((_fit(c, target) for c in candidates()), key=lambda pair: pair[0].error)
+    best = fits[0][0].error
+    tied = [pair for pair in fits if pair[0].error <= best * 1.01 + TIE_TOLERANCE]
+    verdict, checks = min(tied, key=lambda pair: (len(pair[0].constants), pair[0].error))
+    ranking = (verdict, *(fit for fit, _ in fits if fit is not verdict))
+    live = analyze(program).live_state_slots
+    lion_family = verdict.name in LION_FAMILY and len(live) <= 1 and checks.passed(verdict)
+    return ClosestMatch(
+        ranking,
+        live,
+        target.finite_fraction,
+        lion_family,
+        checks.balanced_sign_agreement,
+        checks.gradient_error,
+        checks.linear_gradient_error,
+    )
+
+
+def _target(program: Program) -> _Target:
     target = _Target(program)
     if target.finite_fraction == 0.0:
         raise ValueError("none of the program's updates on the probe is finite: nothing to compare")
-    fits = sorted((_fit(c, target) for c in candidates()), key=lambda fit: fit.error)
-    tied = [f for f in fits if f.error <= fits[0].error * 1.01 + TIE_TOLERANCE]
-    verdict = min(tied, key=lambda fit: (len(fit.constants), fit.error))
-    ranking = (verdict, *(f for f in fits if f is not verdict))
-    live = analyze(program).live_state_slots
-    lion_family = (
-        verdict.name in LION_FAMILY and len(live) <= 1 and verdict.sign_agreement >= LION_SIGN_AGREEMENT
-    )
-    return ClosestMatch(ranking, live, target.finite_fraction, lion_family)
+    return target
+
+
+def _sign_magnitude_bound(target: _Target) -> float:
+    """A lower bound on the gradient-odd error of every sign-based fit: its odd part is
+    ``lr * sign(c)``, of one magnitude everywhere, and ``|a - b| >= ||a| - |b||``, so no fit
+    beats the best constant fitted to the program's ``|odd part|``."""
+    w2 = target.odd_weight**2
+    magnitude = np.abs(target.odd)
+    level = float(np.sum(w2 * magnitude) / np.sum(w2))
+    return float(np.sqrt(np.sum(w2 * (magnitude - level) ** 2))) / target.odd_norm
+
+
+def _sign_based(candidate: _Candidate) -> bool:
+    return any(s.op == "sign" for s in candidate.program.statements)
+
+
+def screen_lion_family(program: Program) -> bool:
+    """False only for programs that ``closest_optimizer`` does not call Lion family.
+
+    Every step is a necessary condition of its rule, on the same probe updates and the
+    same fits: at most one live slot; finite updates of both signs (else the balanced
+    sign agreement is 0); an update that depends on the gradient; a Lion-family
+    candidate whose own fit passes every check (a linear momentum's fit to the odd part
+    included) (the verdict must be one). Sign-based
+    candidates are fitted only when ``_sign_magnitude_bound`` (plus
+    ``SCREEN_ROUNDING_MARGIN``) allows their gradient-odd error within ``LION_MAX_ERROR``;
+    the other candidates are not fitted at all. A program that passes may still not be
+    Lion family (another candidate may fit it better): ``closest_optimizer`` decides.
+
+    Raises:
+      ProgramError: if the program does not type-check.
+    """
+    _ = program.kinds
+    if len(analyze(program).live_state_slots) > 1:
+        return False
+    target = _Target(program)
+    signs = np.sign(target.clean[target.weight > 0])
+    if not (np.any(signs > 0) and np.any(signs < 0)) or target.odd_norm == 0.0:
+        return False
+    sign_based_possible = _sign_magnitude_bound(target) <= LION_MAX_ERROR + SCREEN_ROUNDING_MARGIN
+    family = [c for c in candidates() if set(c.members) & set(LION_FAMILY)]
+    if not sign_based_possible:
+        family = [c for c in family if not _sign_based(c)]
+    # The cheapest fits first: smooth ones, then sign-based ones with fewer betas.
+    for candidate in sorted(family, key=lambda c: (_sign_based(c), len(c.nonlinear))):
+        fit, checks = _fit(candidate, target)
+        if fit.name in LION_FAMILY and checks.passed(fit):
+            return True
+    return False

@@ -3,8 +3,9 @@
 "Lion family" is ``dsl.closest_optimizer``'s verdict, unchanged: the best fit among the
 library optimizers is a Lion-family candidate (sign, tanh or clip of an interpolation of
 the gradient and one momentum slot that is itself an interpolation of the gradient), the
-program has at most one live state slot, and at least 95% of its update signs agree with
-the fit. Every valid child joins its island's population (regularized evolution,
+program has at most one live state slot, the fit is good and depends on the gradient as
+the program does, and at least 95% of its update signs agree with the fit (on updates of
+either sign). Every valid child joins its island's population (regularized evolution,
 arXiv:2302.06675, section 3), so the first such program in ``individuals.jsonl`` is the
 first one in the population.
 
@@ -16,8 +17,12 @@ scan checks as few programs as it can without changing the answer:
 - A program with more than one live state slot cannot be Lion family: ``closest_optimizer``
   requires ``len(dsl.analyze(program).live_state_slots) <= 1`` and computes it with the same
   call as ``could_be_lion_family``, which rejects only those (and programs that do not
-  type-check, on which ``closest_optimizer`` raises). The rejection is therefore exact, not
-  a heuristic.
+  type-check, on which ``closest_optimizer`` raises).
+- ``dsl._closest.screen_lion_family`` then checks the rule's other necessary conditions on
+  the same probe updates and the same fits (updates of both signs, a gradient-dependent
+  update, a Lion-family candidate whose own fit passes), fitting only the Lion-family
+  candidates and the sign-based ones only when a lower bound allows. Neither rejection is
+  a heuristic; only programs that pass both get the full fit.
 
 A cheaper structural filter (the pruned update's last op is sign, tanh or clip) is *not*
 used: the verdict is behavioural, and a program such as ``m / (|m| + 1e-8)`` is fitted by
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dsl
+from dsl._closest import screen_lion_family
 
 from ._inspect import Run, read_run
 
@@ -91,8 +97,11 @@ def _verdict(program_text: str) -> _Verdict:
     """``closest_optimizer``'s Lion-family verdict on a program, cached by its text."""
     if not could_be_lion_family(program_text):
         return _Verdict(False)
+    program = dsl.parse(program_text)
+    if not screen_lion_family(program):
+        return _Verdict(False)
     try:
-        match = dsl.closest_optimizer(dsl.parse(program_text))
+        match = dsl.closest_optimizer(program)
     except ValueError:  # no finite update on the probe: nothing to fit, not Lion family
         return _Verdict(False)
     if not match.lion_family:
@@ -130,18 +139,16 @@ def first_lion_family(run: Run | str | Path, max_error: float | None = None) -> 
 
     A record counts only if its fitness is finite (it trained); a failed one is skipped,
     and the same program recorded later with a finite fitness counts then. Each
-    functional hash is judged once; programs with more than one live state slot are
-    rejected without a fit (see the module docstring).
+    functional hash is judged once; programs that fail a necessary condition of the
+    rule are rejected without the full fit (see the module docstring).
 
-    ``closest_optimizer``'s rule bounds no error: a program whose update ignores the
-    gradient (``cos(0.01 * w)``, about 1 everywhere) is Lion family when its signs agree
-    with a fit and every candidate fits it badly. ``max_error`` adds an error bound on
-    top of the rule (never loosening it); None applies the rule alone.
+    ``max_error`` adds an error bound on top of the rule's own (``LION_MAX_ERROR``; it
+    never loosens it); None applies the rule alone.
 
     Args:
       run: a ``Run`` from ``read_run``, or a run directory.
       max_error: if given, a Lion-family program counts only if its fit's relative
-        update error is at most this (Lion itself fits at about 1e-3).
+        update error is at most this (Lion itself fits at about 1e-8).
 
     Returns:
       The hit, or None if no record of the log is Lion family.
@@ -170,8 +177,8 @@ def first_lion_family(run: Run | str | Path, max_error: float | None = None) -> 
 def count_lion_family(run: Run | str | Path, max_error: float | None = None) -> int:
     """Records of the log that are Lion family (finite fitness; cache hits count again).
 
-    This judges every distinct hash that passes ``could_be_lion_family``: it costs as much
-    as a ``first_lion_family`` that finds nothing.
+    This judges every distinct hash that passes ``could_be_lion_family`` and the screen: it
+    costs as much as a ``first_lion_family`` that finds nothing.
     """
     return sum(1 for _ in _lion_family_records(run, max_error))
 
