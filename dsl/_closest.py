@@ -98,6 +98,13 @@ that ignores the gradient (``cos(0.01 * w)``) fits every candidate at 0.52 or wo
 SCREEN_ROUNDING_MARGIN = 1e-3
 """Slack of ``screen_lion_family``'s bound: the float32 rounding of a sign fit's odd part."""
 LION_BETA_GAP = 0.04
+LION_LINEAR_MARGIN = 2.0
+"""A Lion-family fit's gradient-odd part must fit at least this many times better than the
+best linear momentum's: tanh or clip of a small interpolation is nearly linear, and a
+program that is a momentum with a mild gradient normalization (found by a rediscovery
+search: ``m / sqrt(0.951 + 0.094 g^2)``, lion_refined 0.101 against linear 0.125) is not
+the sign of one. Measured ratios: tanh(0.3 c) 3.3, clip(3 c) 6.6, tanh(3 c) 7.1, sign
+above 1e8."""
 TIE_TOLERANCE = 1e-5
 """Relative update errors closer than this (absolute, plus 1% of the best) count as ties:
 well above float32 rounding (an exact fit is ~1e-7), below what one more constant explains."""
@@ -568,9 +575,9 @@ class _LionChecks:
     linear_gradient_error: float
 
     def passed(self, fit: CandidateFit) -> bool:
-        # A linear momentum that ties the odd part (the tie rule: the simpler wins) leaves
-        # the sign, tanh or clip unexplained.
-        linear_ties = self.linear_gradient_error <= self.gradient_error * 1.01 + TIE_TOLERANCE
+        # A linear momentum that fits the odd part nearly as well leaves the sign, tanh or
+        # clip unexplained.
+        linear_ties = self.linear_gradient_error <= self.gradient_error * LION_LINEAR_MARGIN + TIE_TOLERANCE
         return (
             fit.error <= LION_MAX_ERROR
             and self.gradient_error <= LION_MAX_ERROR
@@ -685,8 +692,9 @@ class ClosestMatch:
         program's is zero (its update does not depend on the gradient).
       linear_gradient_error: the best relative error of a linear momentum (sgd,
         momentum, nesterov, or Lion without its sign) fitted to the gradient-odd part;
-        Lion family needs ``gradient_error`` to beat it beyond a tie (tanh and clip of a small
-        interpolation are linear: a Lion-K fit can stand for momentum with weight decay).
+        Lion family needs it to be ``LION_LINEAR_MARGIN`` times ``gradient_error`` or more
+        (tanh and clip of a small interpolation are nearly linear: a Lion-K fit can stand for
+        a momentum with weight decay or a mild gradient normalization).
     """
 
     ranking: tuple[CandidateFit, ...]
