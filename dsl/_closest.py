@@ -679,7 +679,7 @@ class ClosestMatch:
         uses only those).
       lion_family: the verdict is a Lion-family candidate (sign, tanh or clip of an
         interpolation of the gradient and one momentum slot updated by its own
-        interpolation of the gradient), the program has at most one live state slot,
+        interpolation of the gradient), the program has exactly one live state slot,
         at least 95% of its update signs agree with the fit, on updates of either sign
         (``balanced_sign_agreement``), the fit's relative update error is at most
         ``LION_MAX_ERROR``, and so is the error of its gradient-odd part (the update
@@ -758,7 +758,7 @@ class ClosestMatch:
         live = len(self.live_state_slots)
         checks = [
             f"best fit is a Lion-family optimizer: {'yes' if best.name in LION_FAMILY else 'no'}",
-            f"live state slots: {live} ({'<=' if live <= 1 else '>'} 1)",
+            f"live state slots: {live} ({'=' if live == 1 else '!='} 1)",
             f"sign agreement {best.sign_agreement:.1%} ({'>=' if best.sign_agreement >= 0.95 else '<'} 95%)",
             f"on either sign {self.balanced_sign_agreement:.1%} "
             f"({'>=' if self.balanced_sign_agreement >= 0.95 else '<'} 95%)",
@@ -808,7 +808,7 @@ def closest_optimizer(program: Program) -> ClosestMatch:
     verdict, checks = min(tied, key=lambda pair: (len(pair[0].constants), pair[0].error))
     ranking = (verdict, *(fit for fit, _ in fits if fit is not verdict))
     live = analyze(program).live_state_slots
-    lion_family = verdict.name in LION_FAMILY and len(live) <= 1 and checks.passed(verdict)
+    lion_family = verdict.name in LION_FAMILY and len(live) == 1 and checks.passed(verdict)
     return ClosestMatch(
         ranking,
         live,
@@ -845,7 +845,7 @@ def screen_lion_family(program: Program) -> bool:
     """False only for programs that ``closest_optimizer`` does not call Lion family.
 
     Every step is a necessary condition of its rule, on the same probe updates and the
-    same fits: at most one live slot; finite updates of both signs (else the balanced
+    same fits: exactly one live slot (the momentum); finite updates of both signs (else the balanced
     sign agreement is 0); an update that depends on the gradient; a Lion-family
     candidate whose own fit passes every check (a linear momentum's fit to the odd part
     included) (the verdict must be one). Sign-based
@@ -858,7 +858,7 @@ def screen_lion_family(program: Program) -> bool:
       ProgramError: if the program does not type-check.
     """
     _ = program.kinds
-    if len(analyze(program).live_state_slots) > 1:
+    if len(analyze(program).live_state_slots) != 1:  # the momentum slot, and no other
         return False
     target = _Target(program)
     signs = np.sign(target.clean[target.weight > 0])

@@ -85,11 +85,12 @@ class _Verdict:
 def could_be_lion_family(program: dsl.Program | str) -> bool:
     """False only for programs that ``dsl.closest_optimizer`` cannot call Lion family.
 
-    Those are programs with more than one live state slot (its own rule, with the same
-    ``dsl.analyze``) and programs that do not type-check (it raises on them).
+    Those are programs without exactly one live state slot (its own rule, with the same
+    ``dsl.analyze``: the momentum, and no other) and programs that do not type-check (it
+    raises on them).
     """
     analysis = dsl.analyze(program)
-    return analysis.valid and len(analysis.live_state_slots) <= 1
+    return analysis.valid and len(analysis.live_state_slots) == 1
 
 
 @functools.lru_cache(maxsize=4096)

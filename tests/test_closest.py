@@ -359,3 +359,13 @@ def test_momentum_over_a_gradient_norm_is_not_lion_family():
     assert match.gradient_error < match.linear_gradient_error < 2 * match.gradient_error
     assert not match.lion_family, match.report()
     assert not _closest.screen_lion_family(program)
+
+
+@pytest.mark.slow
+def test_sign_descent_without_a_momentum_slot_is_not_lion_family():
+    # A rediscovery search's first "Lion-family" program was sign(g) with a weight decay:
+    # a signum with betas near 0 fits it, but Lion family needs the momentum slot.
+    match = dsl.closest_optimizer(library.load("signsgd"))
+    assert match.live_state_slots == ()
+    assert not match.lion_family, match.report()
+    assert not _closest.screen_lion_family(library.load("signsgd"))
