@@ -105,6 +105,12 @@ program that is a momentum with a mild gradient normalization (found by a redisc
 search: ``m / sqrt(0.951 + 0.094 g^2)``, lion_refined 0.101 against linear 0.125) is not
 the sign of one. Measured ratios: tanh(0.3 c) 3.3, clip(3 c) 6.6, tanh(3 c) 7.1, sign
 above 1e8."""
+LION_MEMORY_MARGIN = 2.0
+MEMORYLESS_SIGN = ("signsgd",)
+"""Sign descent without momentum (``sign(g)``) must fit a Lion-family program's update at
+least ``LION_MEMORY_MARGIN`` times worse than its Lion-family fit: the momentum slot must
+matter. A rediscovery search's ``(0.69 g + 0.31 v) / |g|`` (v an average of g^2, so nearly
+``sign(g)``) was fitted as Lion with beta2 ~1 at 0.136, against sign descent's 0.147."""
 TIE_TOLERANCE = 1e-5
 """Relative update errors closer than this (absolute, plus 1% of the best) count as ties:
 well above float32 rounding (an exact fit is ~1e-7), below what one more constant explains."""
@@ -695,6 +701,9 @@ class ClosestMatch:
         Lion family needs it to be ``LION_LINEAR_MARGIN`` times ``gradient_error`` or more
         (tanh and clip of a small interpolation are nearly linear: a Lion-K fit can stand for
         a momentum with weight decay or a mild gradient normalization).
+      memoryless_error: the relative update error of sign descent without momentum
+        (``signsgd``) fitted to the program; Lion family needs it to be
+        ``LION_MEMORY_MARGIN`` times the verdict's error or more (the momentum matters).
     """
 
     ranking: tuple[CandidateFit, ...]
@@ -704,6 +713,7 @@ class ClosestMatch:
     balanced_sign_agreement: float = 0.0
     gradient_error: float = math.inf
     linear_gradient_error: float = math.inf
+    memoryless_error: float = math.inf
 
     @property
     def best(self) -> CandidateFit:
@@ -766,6 +776,8 @@ class ClosestMatch:
             f"gradient-odd error {self.gradient_error:.3g} "
             f"({'<=' if self.gradient_error <= LION_MAX_ERROR else '>'} {LION_MAX_ERROR}; "
             f"a linear momentum fits it at {self.linear_gradient_error:.3g})",
+            f"sign descent without memory fits the update at {self.memoryless_error:.3g} "
+            f"(>= {LION_MEMORY_MARGIN:g}x the update error: the momentum matters)",
         ]
         lines.append(f"  Lion family: {'yes' if self.lion_family else 'no'} ({'; '.join(checks)})")
         if self.lion_family:
@@ -808,7 +820,13 @@ def closest_optimizer(program: Program) -> ClosestMatch:
     verdict, checks = min(tied, key=lambda pair: (len(pair[0].constants), pair[0].error))
     ranking = (verdict, *(fit for fit, _ in fits if fit is not verdict))
     live = analyze(program).live_state_slots
-    lion_family = verdict.name in LION_FAMILY and len(live) == 1 and checks.passed(verdict)
+    memoryless = min((fit.error for fit, _ in fits if fit.name in MEMORYLESS_SIGN), default=math.inf)
+    lion_family = (
+        verdict.name in LION_FAMILY
+        and len(live) == 1
+        and checks.passed(verdict)
+        and memoryless >= LION_MEMORY_MARGIN * verdict.error
+    )
     return ClosestMatch(
         ranking,
         live,
@@ -817,6 +835,7 @@ def closest_optimizer(program: Program) -> ClosestMatch:
         checks.balanced_sign_agreement,
         checks.gradient_error,
         checks.linear_gradient_error,
+        memoryless,
     )
 
 
