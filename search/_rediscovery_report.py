@@ -219,8 +219,9 @@ def report_markdown(
         f"{', '.join(pipeline.baselines) or 'none'} (seeds {list(pipeline.baseline_seeds)}), same budget.",
         "",
         "Lion family: the closest known optimizer is in the Lion family (sign, tanh or clip of an "
-        "interpolation of the gradient and one momentum slot updated by its own interpolation), with at "
-        "most one live state slot and at least 95% of update signs agreeing. Lion: Lion family, fitted "
+        "interpolation of the gradient and one momentum slot updated by its own interpolation), with "
+        "exactly one live state slot (the momentum), at least 95% of update signs agreeing, and the fit checks "
+        "of `docs/dsl.md` (a good fit, not a linear momentum, not memoryless sign descent). Lion: Lion family, fitted "
         f"β2 − β1 ≥ 0.04, and it beats tuned {reference} on test at the last stage by more than k paired "
         "standard errors.",
         "",
