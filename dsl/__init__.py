@@ -5,9 +5,11 @@ from ._analysis import Analysis as Analysis
 from ._analysis import analyze as analyze
 from ._analysis import functional_hash as functional_hash
 from ._analysis import prune as prune
+from ._closest import LION_BETA_GAP as LION_BETA_GAP
 from ._closest import CandidateFit as CandidateFit
 from ._closest import ClosestMatch as ClosestMatch
 from ._closest import closest_optimizer as closest_optimizer
+from ._closest import screen_lion_family as screen_lion_family
 from ._dataflow import dataflow as dataflow
 from ._dataflow import to_dot as to_dot
 from ._execute import ProgramOptimizerState as ProgramOptimizerState

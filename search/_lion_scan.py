@@ -18,7 +18,7 @@ scan checks as few programs as it can without changing the answer:
   requires ``len(dsl.analyze(program).live_state_slots) <= 1`` and computes it with the same
   call as ``could_be_lion_family``, which rejects only those (and programs that do not
   type-check, on which ``closest_optimizer`` raises).
-- ``dsl._closest.screen_lion_family`` then checks the rule's other necessary conditions on
+- ``dsl.screen_lion_family`` then checks the rule's other necessary conditions on
   the same probe updates and the same fits (updates of both signs, a gradient-dependent
   update, a Lion-family candidate whose own fit passes), fitting only the Lion-family
   candidates and the sign-based ones only when a lower bound allows. Neither rejection is
@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dsl
-from dsl._closest import screen_lion_family
 
 from ._inspect import Run, read_run
 
@@ -99,7 +98,7 @@ def _verdict(program_text: str) -> _Verdict:
     if not could_be_lion_family(program_text):
         return _Verdict(False)
     program = dsl.parse(program_text)
-    if not screen_lion_family(program):
+    if not dsl.screen_lion_family(program):
         return _Verdict(False)
     try:
         match = dsl.closest_optimizer(program)

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import dsl
 from dsl import Program
-from dsl._closest import LION_BETA_GAP
 from dsl.library import load_program
 
 from ._config import Config
@@ -283,7 +282,7 @@ def verdict(
         return f"not Lion family (closest: {match.name})"
     reasons = []
     if not match.is_lion:
-        reasons.append(f"beta2 - beta1 = {match.beta2 - match.beta1:.3g} < {LION_BETA_GAP}")
+        reasons.append(f"beta2 - beta1 = {match.beta2 - match.beta1:.3g} < {dsl.LION_BETA_GAP}")
     row = last.row(winner.label)
     k = f"{last.config.standard_errors:g}"
     if row is None:
