@@ -111,6 +111,15 @@ MEMORYLESS_SIGN = ("signsgd",)
 least ``LION_MEMORY_MARGIN`` times worse than its Lion-family fit: the momentum slot must
 matter. A rediscovery search's ``(0.69 g + 0.31 v) / |g|`` (v an average of g^2, so nearly
 ``sign(g)``) was fitted as Lion with beta2 ~1 at 0.136, against sign descent's 0.147."""
+SLOT_MAX_ERROR = 0.05
+"""The largest relative error of the live slot's new value fitted as ``a * g + b * slot``
+(``a > 0``, ``0 <= b < 1``: up to a constant factor, an interpolation of the gradient and
+the slot). An exact interpolation fits at float32 rounding (~1e-7); a rediscovery search's
+``m = tanh(g)`` fits at 0.19 on the probe's gradient scales, and a slot that is read but
+never written has no new value to fit (its error is inf)."""
+SLOT_COEFFICIENT_ROUNDING = 1e-4
+"""Slack of the slot's fitted ``b`` at 0 (the slot holds the last gradient) and at 1 (the
+slot accumulates the gradients and never forgets: not an interpolation)."""
 TIE_TOLERANCE = 1e-5
 """Relative update errors closer than this (absolute, plus 1% of the best) count as ties:
 well above float32 rounding (an exact fit is ~1e-7), below what one more constant explains."""
@@ -175,8 +184,9 @@ def _float32(value):
 
 def _run_program(
     program: Program, probe: _Probe, weights: tuple | None = None, gradient_sign: float = 1.0
-) -> tuple[tuple, tuple]:
-    """The program's updates and the weights it sees, each ``(S, T, *shape)`` per array.
+) -> tuple[tuple, tuple, dict[str, tuple[tuple, tuple]]]:
+    """The program's updates and the weights it sees, each ``(S, T, *shape)`` per array,
+    and for each state slot its values before and after each step (the same shapes).
 
     Runs the registry's NumPy kernels in float32 (as ``execute`` runs in JAX), one
     trajectory at a time so that whole-tree ops see one trajectory's tree. The weights
@@ -186,6 +196,10 @@ def _run_program(
     kernels = [(s.target, OPS[s.op].numpy_fn(), s.args) for s in program.statements]
     updates = tuple(np.empty((PROBE_SEEDS, PROBE_STEPS, *shape), np.float32) for shape in PROBE_SHAPES)
     seen = tuple(np.empty_like(leaf) for leaf in updates)
+    slots = {
+        name: tuple(tuple(np.empty_like(leaf) for leaf in updates) for _ in range(2))
+        for name in program.state
+    }
     with np.errstate(all="ignore"):  # overflow and NaN are measured, not warned about
         for s in range(PROBE_SEEDS):
             w = tuple(np.asarray(leaf[s], np.float32) for leaf in probe.weights)
@@ -201,9 +215,14 @@ def _run_program(
                 for i, (leaf, seen_leaf) in enumerate(zip(update, w, strict=True)):
                     updates[i][s, t] = leaf
                     seen[i][s, t] = seen_leaf
-                state = {name: _tree(env[name], w) for name in program.state}
+                new_state = {name: _tree(env[name], w) for name in program.state}
+                for name, (before, after) in slots.items():
+                    for i in range(len(PROBE_SHAPES)):
+                        before[i][s, t] = state[name][i]
+                        after[i][s, t] = new_state[name][i]
+                state = new_state
                 w = tuple(np.float32(a - b) for a, b in zip(w, update, strict=True))
-    return updates, seen
+    return updates, seen, slots
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -386,7 +405,7 @@ class _Target:
 
     def __init__(self, program: Program):
         probe = _probe()
-        updates, weights = _run_program(program, probe)
+        updates, weights, self._slots = _run_program(program, probe)
         self.weights_seen = _flat(weights).astype(np.float32)
         self.gradients = _flat(probe.gradients).astype(np.float32)
         target = _flat(updates).astype(np.float64)
@@ -407,12 +426,33 @@ class _Target:
         # The gradient-odd part (u(g) - u(-g)) / 2, both runs on the same weights: for a
         # Lion-family program it is lr * sign(c) (c and the slot are linear in g, sign,
         # tanh and clip are odd), its weight-decay term lr * lambda * w cancels.
-        negated, _ = _run_program(program, probe, weights=weights, gradient_sign=-1.0)
+        negated, _, _ = _run_program(program, probe, weights=weights, gradient_sign=-1.0)
         with np.errstate(all="ignore"):  # inf - inf: not finite, left out below
             odd = (target - _flat(negated).astype(np.float64)) / 2
         self.odd_weight = np.where(np.isfinite(odd), self.weight, 0.0)
         self.odd = np.where(self.odd_weight > 0, odd, 0.0)
         self.odd_norm = float(np.sqrt(np.sum((self.odd_weight * self.odd) ** 2)))
+
+    def slot_fit(self, slot: str) -> tuple[float, float, float]:
+        """``slot``'s new value fitted as ``a * g + b * slot`` by least squares: the
+        relative error, ``a`` and ``b``. Each trajectory and array is weighted by 1 / (RMS
+        of its gradients there), so that no gradient scale dominates; inf error (and NaN
+        coefficients) when the new values are not finite or all zero."""
+        before, after = (_flat(values).astype(np.float64) for values in self._slots[slot])
+        gradients = self.gradients.astype(np.float64)
+        bounds = np.cumsum([0, *(math.prod(shape) for shape in PROBE_SHAPES)])
+        weight = np.empty((1, PROBE_SEEDS, bounds[-1]))
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            rms = np.sqrt(np.mean(gradients[:, :, start:stop] ** 2, axis=(0, 2)))
+            weight[0, :, start:stop] = (1.0 / np.where(rms > 0, rms, 1.0))[:, None]
+        weight = np.broadcast_to(weight, after.shape)
+        norm = float(np.sqrt(np.sum((weight * after) ** 2)))
+        if not (np.all(np.isfinite(after)) and np.all(np.isfinite(before))) or norm == 0.0:
+            return math.inf, math.nan, math.nan
+        design = np.stack([(weight * gradients).ravel(), (weight * before).ravel()], axis=1)
+        (a, b), *_ = np.linalg.lstsq(design, (weight * after).ravel(), rcond=None)
+        residual = (weight * after).ravel() - design @ np.array([a, b])
+        return float(np.sqrt(np.sum(residual**2))) / norm, float(a), float(b)
 
     @functools.cached_property
     def linear_odd_error(self) -> float:
@@ -704,6 +744,10 @@ class ClosestMatch:
       memoryless_error: the relative update error of sign descent without momentum
         (``signsgd``) fitted to the program; Lion family needs it to be
         ``LION_MEMORY_MARGIN`` times the verdict's error or more (the momentum matters).
+      slot_fit: for a program with one live slot, that slot's new value fitted as
+        ``a * g + b * slot``: ``(relative error, a, b)``; Lion family needs an error of at
+        most ``SLOT_MAX_ERROR``, ``a > 0`` and ``0 <= b < 1`` (the slot is updated by its own
+        interpolation of the gradient). ``(inf, nan, nan)`` otherwise.
     """
 
     ranking: tuple[CandidateFit, ...]
@@ -714,6 +758,7 @@ class ClosestMatch:
     gradient_error: float = math.inf
     linear_gradient_error: float = math.inf
     memoryless_error: float = math.inf
+    slot_fit: tuple[float, float, float] = (math.inf, math.nan, math.nan)
 
     @property
     def best(self) -> CandidateFit:
@@ -766,6 +811,7 @@ class ClosestMatch:
         if self.finite_fraction < 1.0:
             lines.append(f"  only {self.finite_fraction:.1%} of the program's probe updates are finite")
         live = len(self.live_state_slots)
+        slot_error, slot_a, slot_b = self.slot_fit
         checks = [
             f"best fit is a Lion-family optimizer: {'yes' if best.name in LION_FAMILY else 'no'}",
             f"live state slots: {live} ({'=' if live == 1 else '!='} 1)",
@@ -778,6 +824,9 @@ class ClosestMatch:
             f"a linear momentum fits it at {self.linear_gradient_error:.3g})",
             f"sign descent without memory fits the update at {self.memoryless_error:.3g} "
             f"(>= {LION_MEMORY_MARGIN:g}x the update error: the momentum matters)",
+            f"the live slot's new value fits a * g + b * slot at {slot_error:.3g} "
+            f"({'<=' if slot_error <= SLOT_MAX_ERROR else '>'} {SLOT_MAX_ERROR:g}) with a = {slot_a:.3g}, "
+            f"b = {slot_b:.3g} (a > 0 and 0 <= b < 1: {'yes' if slot_a > 0 and 0 <= slot_b < 1 else 'no'})",
         ]
         lines.append(f"  Lion family: {'yes' if self.lion_family else 'no'} ({'; '.join(checks)})")
         if self.lion_family:
@@ -821,9 +870,11 @@ def closest_optimizer(program: Program) -> ClosestMatch:
     ranking = (verdict, *(fit for fit, _ in fits if fit is not verdict))
     live = analyze(program).live_state_slots
     memoryless = min((fit.error for fit, _ in fits if fit.name in MEMORYLESS_SIGN), default=math.inf)
+    slot_fit = target.slot_fit(live[0]) if len(live) == 1 else (math.inf, math.nan, math.nan)
     lion_family = (
         verdict.name in LION_FAMILY
         and len(live) == 1
+        and _slot_is_interpolation(*slot_fit)
         and checks.passed(verdict)
         and memoryless >= LION_MEMORY_MARGIN * verdict.error
     )
@@ -836,6 +887,7 @@ def closest_optimizer(program: Program) -> ClosestMatch:
         checks.gradient_error,
         checks.linear_gradient_error,
         memoryless,
+        slot_fit,
     )
 
 
@@ -856,6 +908,16 @@ def _sign_magnitude_bound(target: _Target) -> float:
     return float(np.sqrt(np.sum(w2 * (magnitude - level) ** 2))) / target.odd_norm
 
 
+def _slot_is_interpolation(error: float, a: float, b: float) -> bool:
+    """``a * g + b * slot`` fits within ``SLOT_MAX_ERROR``, with ``a > 0`` and ``0 <= b < 1``
+    (up to rounding): the slot is a scaled interpolation of the gradient and itself."""
+    return (
+        error <= SLOT_MAX_ERROR
+        and a > 0.0
+        and -SLOT_COEFFICIENT_ROUNDING <= b < 1.0 - SLOT_COEFFICIENT_ROUNDING
+    )
+
+
 def _sign_based(candidate: _Candidate) -> bool:
     return any(s.op == "sign" for s in candidate.program.statements)
 
@@ -864,7 +926,8 @@ def screen_lion_family(program: Program) -> bool:
     """False only for programs that ``closest_optimizer`` does not call Lion family.
 
     Every step is a necessary condition of its rule, on the same probe updates and the
-    same fits: exactly one live slot (the momentum); finite updates of both signs (else the balanced
+    same fits: exactly one live slot (the momentum), updated by an interpolation of the
+    gradient and itself; finite updates of both signs (else the balanced
     sign agreement is 0); an update that depends on the gradient; a Lion-family
     candidate whose own fit passes every check (a linear momentum's fit to the odd part
     included) (the verdict must be one). Sign-based
@@ -877,9 +940,12 @@ def screen_lion_family(program: Program) -> bool:
       ProgramError: if the program does not type-check.
     """
     _ = program.kinds
-    if len(analyze(program).live_state_slots) != 1:  # the momentum slot, and no other
+    live = analyze(program).live_state_slots
+    if len(live) != 1:  # the momentum slot, and no other
         return False
     target = _Target(program)
+    if not _slot_is_interpolation(*target.slot_fit(live[0])):
+        return False
     signs = np.sign(target.clean[target.weight > 0])
     if not (np.any(signs > 0) and np.any(signs < 0)) or target.odd_norm == 0.0:
         return False

@@ -393,3 +393,75 @@ def test_a_sign_descent_whose_slot_barely_matters_is_not_lion_family():
     assert match.name == "lion" and match.error < _closest.LION_MAX_ERROR
     assert match.memoryless_error < _closest.LION_MEMORY_MARGIN * match.error
     assert not match.lion_family, match.report()
+
+
+def test_a_slot_that_holds_tanh_of_the_gradient_is_not_lion_family():
+    # A rediscovery search's first "Lion-family" program (seed 1): a linear update whose
+    # slot holds tanh(g), not an interpolation of g. lion_smooth fits it and every check on
+    # the update passes; only the slot's own update tells it apart.
+    program = body(
+        """
+        g2 = square(g)
+        m = interp(g, m, 0.7145266839665879)
+        v = interp(g2, v, 0.01276722048569858)
+        sqrt_v = arcsinh(1.498491954640043)
+        update = m / sqrt_v
+        lr = lr * 0.001
+        m = tanh(g)
+        update = update * lr
+        """,
+        signature="w, g, m, v, lr",
+        returns="update, m, v",
+    )
+    match = dsl.closest_optimizer(program)
+    assert match.name in _closest.LION_FAMILY and match.error < _closest.LION_MAX_ERROR
+    assert match.live_state_slots == ("m",)
+    assert match.slot_fit[0] > _closest.SLOT_MAX_ERROR
+    assert not match.lion_family, match.report()
+    assert not _closest.screen_lion_family(program)
+
+
+def test_a_slot_that_is_read_but_never_written_is_not_lion_family():
+    # Random search's first "Lion-family" program: m is read but never written, so it is
+    # zero forever; Lion with beta2 at its bound fits the update.
+    program = body(
+        """
+        v = interp(g, 1.2198960467422653, m)
+        update = arcsin(v)
+        """,
+        signature="w, g, m, v, lr, step",
+        returns="update, m, v",
+    )
+    match = dsl.closest_optimizer(program)
+    assert match.name in _closest.LION_FAMILY and match.error < _closest.LION_MAX_ERROR
+    assert match.live_state_slots == ("m",)
+    assert match.slot_fit[0] == math.inf
+    assert not match.lion_family, match.report()
+    assert not _closest.screen_lion_family(program)
+
+
+@pytest.mark.parametrize(
+    ("slot_update", "family"),
+    [
+        ("m = interp(g, m, 0.99)", True),  # Lion's slot
+        ("m2 = m * 0.99\n  m = m2 + g", True),  # an interpolation up to a factor of 100
+        ("m = m + g", False),  # accumulates and never forgets: b = 1
+        ("g3 = g * -1.0\n  m = interp(g3, m, 0.99)", False),  # remembers -g: a < 0
+    ],
+)
+def test_the_slot_must_be_an_interpolation_of_the_gradient_and_itself(slot_update, family):
+    # The slot's fit, a * g + b * slot, against coefficients worked out by hand.
+    program = dsl.parse(
+        "def train(w, g, m, lr):\n  c = interp(g, m, 0.9)\n  s = sign(c)\n  update = s * lr\n"
+        f"  {slot_update}\n  return update, m\n"
+    )
+    error, a, b = _closest._Target(program).slot_fit("m")
+    assert error < 1e-5
+    expected = {
+        "m = interp(g, m, 0.99)": (0.01, 0.99),
+        "m2 = m * 0.99\n  m = m2 + g": (1.0, 0.99),
+        "m = m + g": (1.0, 1.0),
+        "g3 = g * -1.0\n  m = interp(g3, m, 0.99)": (-0.01, 0.99),
+    }[slot_update]
+    assert a == pytest.approx(expected[0], rel=1e-4) and b == pytest.approx(expected[1], rel=1e-4)
+    assert _closest._slot_is_interpolation(error, a, b) is family
