@@ -20,6 +20,7 @@ from ._fingerprint import fingerprint as fingerprint
 from ._fingerprint import probe_updates as probe_updates
 from ._hero import HERO_DIFFERENCES as HERO_DIFFERENCES
 from ._hero import from_hero as from_hero
+from ._lr_scaling import update_scales_with_lr as update_scales_with_lr
 from ._ops import DIVISION_EPSILON as DIVISION_EPSILON
 from ._ops import OPS as OPS
 from ._ops import Op as Op

@@ -92,12 +92,13 @@ def _round_relative(x: np.ndarray) -> np.ndarray:
     return np.ldexp(np.round(mantissa * 2.0**SIGNIFICANT_BITS), exponent - SIGNIFICANT_BITS) + 0.0
 
 
-def probe_updates(program: Program | str | Analysis) -> list[tuple[np.ndarray, ...]]:
+def probe_updates(program: Program | str | Analysis, lr_scale: float = 1.0) -> list[tuple[np.ndarray, ...]]:
     """The pruned program's updates on the probe, one tuple of arrays per step.
 
     Args:
       program: a program, its text, or its ``Analysis`` (so a caller that has already
         analyzed it, as the search's cache does, does not analyze it again).
+      lr_scale: multiplies the probe's ``lr`` at every step.
 
     Raises:
       ProgramError: if the program is not valid.
@@ -115,7 +116,7 @@ def probe_updates(program: Program | str | Analysis) -> list[tuple[np.ndarray, .
     updates = []
     with np.errstate(all="ignore"):
         for t in range(STEPS):
-            env = {"w": weights[t], "g": gradients[t], "lr": lrs[t], "step": steps[t], **state}
+            env = {"w": weights[t], "g": gradients[t], "lr": lrs[t] * lr_scale, "step": steps[t], **state}
             for target, kernel, args in kernels:
                 env[target] = kernel(*(env[a] if type(a) is str else a for a in args))
             updates.append(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsl import Program, random_program
+from dsl import Program, random_program, update_scales_with_lr
 
 from ._cache import Facts, analyze_program
 from ._config import Config
@@ -33,6 +33,7 @@ def mutation_settings(config: Config) -> MutationSettings:
         max_length=mutation.max_length,
         constant_probability=mutation.constant_probability,
         constant_reset_probability=mutation.constant_reset_probability,
+        update_scales_with_lr=config.search.update_scales_with_lr,
     )
 
 
@@ -80,7 +81,8 @@ class Child:
 def mutate_until_valid(
     rng: np.random.Generator, parent: Program, parent_hash: str, settings: MutationSettings
 ) -> Child:
-    """Mutate ``parent`` until the child is valid and functionally different from it.
+    """Mutate ``parent`` until the child is valid and functionally different from it (and,
+    with ``settings.update_scales_with_lr``, its update is proportional to ``lr``).
 
     Raises:
       SearchError: after ``MAX_BREED_ATTEMPTS`` failed attempts.
@@ -88,7 +90,7 @@ def mutate_until_valid(
     for attempt in range(1, MAX_BREED_ATTEMPTS + 1):
         child, mutation = mutate(rng, parent, settings)
         facts = analyze_program(child)
-        if facts.valid and facts.hash != parent_hash:
+        if facts.valid and facts.hash != parent_hash and _accepted(facts, settings.update_scales_with_lr):
             return Child(program=child, mutation=mutation, facts=facts, attempts=attempt)
     raise SearchError(
         f"no valid child that differs from its parent in {MAX_BREED_ATTEMPTS} attempts "
@@ -96,8 +98,15 @@ def mutate_until_valid(
     )
 
 
-def random_valid_program(rng: np.random.Generator, max_length: int, state_slots: int) -> Child:
-    """A random program of uniformly drawn length 1..``max_length``, redrawn until valid.
+def _accepted(facts: Facts, require_lr_scaling: bool) -> bool:
+    return not require_lr_scaling or update_scales_with_lr(facts.analysis)
+
+
+def random_valid_program(
+    rng: np.random.Generator, max_length: int, state_slots: int, require_lr_scaling: bool = False
+) -> Child:
+    """A random program of uniformly drawn length 1..``max_length``, redrawn until valid
+    (and, with ``require_lr_scaling``, until its update is proportional to ``lr``).
 
     Raises:
       SearchError: after ``MAX_BREED_ATTEMPTS`` invalid programs.
@@ -106,7 +115,7 @@ def random_valid_program(rng: np.random.Generator, max_length: int, state_slots:
         length = int(rng.integers(1, max_length + 1))
         program = random_program(rng, length, state_slots=state_slots)
         facts = analyze_program(program)
-        if facts.valid:
+        if facts.valid and _accepted(facts, require_lr_scaling):
             return Child(program=program, mutation="random", facts=facts, attempts=attempt)
     raise SearchError(
         f"no valid random program of at most {max_length} statements in {MAX_BREED_ATTEMPTS} draws"

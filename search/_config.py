@@ -144,6 +144,12 @@ class SearchSection:
     random_max_length: int = _spec(
         20, "an int >= 1", _positive_int, "random mode: lengths are drawn uniformly from 1..this"
     )
+    update_scales_with_lr: bool = _spec(
+        False,
+        "true or false",
+        lambda x: isinstance(x, bool),
+        "only programs whose update is proportional to lr (the schedule) are bred and trained",
+    )
 
 
 @dataclass(frozen=True)
@@ -334,7 +340,7 @@ def _task_seed_shorthand(data: Any) -> Any:
 def _check_names(config: Config) -> None:
     """Task names exist in the registry; the initial program loads and type-checks."""
     import proxy_tasks
-    from dsl import ProgramError
+    from dsl import ProgramError, update_scales_with_lr
     from dsl.library import load_program
 
     known = proxy_tasks.names()
@@ -345,13 +351,20 @@ def _check_names(config: Config) -> None:
         if name is not None and name not in known:
             raise ConfigError(path, f"a proxy task name ({', '.join(known)})", name)
     try:
-        load_program(config.search.initial_program).kinds  # noqa: B018 (type-checks)
+        initial = load_program(config.search.initial_program)
+        initial.kinds  # noqa: B018 (type-checks)
     except ProgramError as error:
         raise ConfigError(
             "search.initial_program",
             f"a library program name or a valid program file ({error})",
             config.search.initial_program,
         ) from None
+    if config.search.update_scales_with_lr and not update_scales_with_lr(initial):
+        raise ConfigError(
+            "search.initial_program",
+            "a program whose update is proportional to lr (search.update_scales_with_lr is true)",
+            config.search.initial_program,
+        )
 
 
 def load_yaml(path: str | Path) -> Any:

@@ -178,7 +178,10 @@ class Search:
         if self.config.search.mode == "random":
             parent_id = None
             child = random_valid_program(
-                state.rng, self.config.search.random_max_length, len(self.initial_program.state)
+                state.rng,
+                self.config.search.random_max_length,
+                len(self.initial_program.state),
+                self.config.search.update_scales_with_lr,
             )
         else:
             # One tournament per child: its winner is mutated until a child is valid (section 2.2).

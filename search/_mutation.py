@@ -1,6 +1,6 @@
 """Mutations of immutable programs, one per child (arXiv:2302.06675, section 2.2).
 
-Four kinds, chosen with configurable weights:
+Five kinds, chosen with configurable weights:
 
 - ``insert``: a statement at a random position, with a random function and type-valid
   random arguments (variables in scope or constants), assigned to a new variable or to
@@ -9,7 +9,12 @@ Four kinds, chosen with configurable weights:
 - ``modify_argument``: replace one argument of a random statement by another variable of
   the same kind, or by a constant (a constant argument may also be perturbed);
 - ``mutate_constant``: change one constant: a fresh N(0, 1) draw, or multiplication by
-  2^a with a ~ N(0, 1). The only kind used by the constants-only baseline.
+  2^a with a ~ N(0, 1). The only kind used by the constants-only baseline;
+- ``wrap``: pass the value of a random statement through a random one-argument function
+  of the same kind (``x = tanh(x)``, ``x = sign(x)``, ``x = sqrt(x)``...), inserted right
+  after it. Not in the paper: an ``insert`` rarely lands on a value that reaches the
+  update and reads it, so a nonlinearity on a live path takes two mutations, of which
+  the first alone is neutral (``docs/rediscovery_analysis.md``). Off by default.
 
 A single ``mutate`` call may produce an invalid program (a deleted statement was read
 later, a new type breaks a later call); ``mutate_until_valid`` re-mutates the parent until
@@ -22,9 +27,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsl import OP_NAMES, Kind, Program, ProgramError, random_constant, random_statement, scope_kinds
+from dsl import (
+    OP_NAMES,
+    OPS,
+    Kind,
+    Op,
+    Program,
+    ProgramError,
+    Statement,
+    random_constant,
+    random_statement,
+    scope_kinds,
+)
 
-MUTATION_KINDS = ("insert", "delete", "modify_argument", "mutate_constant")
+MUTATION_KINDS = ("insert", "delete", "modify_argument", "mutate_constant", "wrap")
 
 
 @dataclass(frozen=True)
@@ -37,7 +53,9 @@ class MutationSettings:
       constant_probability: chance that a new argument is a constant instead of a variable.
       constant_reset_probability: when a constant changes, chance of a fresh N(0, 1) draw
         instead of multiplication by 2^a, a ~ N(0, 1).
-      op_names: the functions ``insert`` may call.
+      op_names: the functions ``insert`` and ``wrap`` may call.
+      update_scales_with_lr: only children whose update is proportional to ``lr``
+        (``dsl.update_scales_with_lr``) are accepted.
     """
 
     weights: dict[str, float]
@@ -45,6 +63,7 @@ class MutationSettings:
     constant_probability: float = 0.2
     constant_reset_probability: float = 0.5
     op_names: tuple[str, ...] = OP_NAMES
+    update_scales_with_lr: bool = False
 
 
 def mutate_constant_value(rng: np.random.Generator, value: float, reset_probability: float) -> float:
@@ -81,6 +100,8 @@ def _applicable(kind: str, program: Program, settings: MutationSettings) -> bool
         return n < settings.max_length
     if kind == "delete":
         return n > 1
+    if kind == "wrap":
+        return n < settings.max_length
     if kind == "mutate_constant":
         return any(not isinstance(a, str) for s in program.statements for a in s.args)
     return any(s.args for s in program.statements)
@@ -147,9 +168,30 @@ def _mutate_constant(rng: np.random.Generator, program: Program, settings: Mutat
     )
 
 
+def _wrap(rng: np.random.Generator, program: Program, settings: MutationSettings) -> Program:
+    index = int(rng.integers(len(program.statements)))
+    target = program.statements[index].target
+    kind = program.kinds[index]
+    functions = [name for name in settings.op_names if _maps_kind_to_itself(OPS[name], kind)]
+    statement = Statement(target, functions[int(rng.integers(len(functions)))], (target,))
+    statements = list(program.statements)
+    statements.insert(index + 1, statement)
+    return program.replace_statements(statements)
+
+
+def _maps_kind_to_itself(op: Op, kind: Kind) -> bool:
+    if op.arity != 1:
+        return False
+    try:
+        return op.result_kind((kind,)) is kind
+    except TypeError:
+        return False
+
+
 _MUTATIONS = {
     "insert": _insert,
     "delete": _delete,
     "modify_argument": _modify_argument,
     "mutate_constant": _mutate_constant,
+    "wrap": _wrap,
 }

@@ -260,3 +260,17 @@ def test_deep_nesting_is_a_config_error_not_a_traceback(tmp_path):
     path.write_text("budget: " + "[" * 50_000 + "]" * 50_000 + "\n")
     with pytest.raises(ConfigError, match="nested too deeply"):
         load_config(path)
+
+
+def test_an_initial_program_that_ignores_lr_is_refused_when_the_update_must_scale_with_it(tmp_path):
+    program = tmp_path / "constant_lr.txt"
+    program.write_text(
+        "def train(w, g, m, lr):\n  m = interp(g, m, 0.9)\n  update = m * 0.001\n  return update, m\n"
+    )
+    search = {"initial_program": str(program), "update_scales_with_lr": True}
+    with pytest.raises(ConfigError, match=r"^search.initial_program: expected a program whose update"):
+        config_from_dict({**BUDGET, "search": search})
+    config = config_from_dict({**BUDGET, "search": {**search, "initial_program": "adamw_paper"}})
+    assert config.search.update_scales_with_lr is True
+    with pytest.raises(ConfigError, match=r"^search.update_scales_with_lr: expected true or false"):
+        config_from_dict({**BUDGET, "search": {"update_scales_with_lr": "yes"}})

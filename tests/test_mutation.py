@@ -179,3 +179,37 @@ def test_random_programs_are_deterministic_given_the_seed():
 
     assert draw(11) == draw(11)
     assert draw(11) != draw(12)
+
+
+def test_wrap_passes_one_statement_through_a_function_of_the_same_kind():
+    rng = np.random.default_rng(3)
+    parent = library.load("adamw_paper")
+    settings = MutationSettings(weights={"wrap": 1.0})
+    functions = Counter()
+    for _ in range(300):
+        child, kind = mutate(rng, parent, settings)
+        assert kind == "wrap"
+        assert len(child.statements) == len(parent.statements) + 1
+        # exactly one new statement, `x = f(x)`, right after the one that assigns x
+        index = next(
+            i
+            for i in range(1, len(child.statements))
+            if child.statements[:i] + child.statements[i + 1 :] == parent.statements
+            and child.statements[i].args == (child.statements[i].target,)
+        )
+        new = child.statements[index]
+        assert new.args == (new.target,) and child.statements[index - 1].target == new.target
+        assert child.kinds[index] is child.kinds[index - 1]
+        assert analyze(child).valid
+        functions[new.op] += 1
+    assert {"sign", "tanh", "sqrt"} <= set(functions), functions
+
+
+def test_sign_wrapped_around_the_adam_update_is_one_wrap_away():
+    # The stepping stone the rediscovery runs lacked (docs/rediscovery_analysis.md):
+    # sign(m / sqrt(v)) from AdamW in one mutation.
+    rng = np.random.default_rng(0)
+    parent = library.load("adamw_paper")
+    settings = MutationSettings(weights={"wrap": 1.0})
+    texts = {str(mutate(rng, parent, settings)[0]) for _ in range(2000)}
+    assert any("update = sign(update)" in text for text in texts)
