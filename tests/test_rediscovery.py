@@ -83,6 +83,21 @@ def test_the_repository_config_loads():
     assert run.task == config.search.task and run.search.population_size == 100
 
 
+def test_the_second_method_differs_from_the_first_only_in_its_two_changes():
+    first = load_rediscovery_config(ROOT / "configs" / "rediscover_lion.yaml")
+    second = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v2.yaml")
+    assert second.search.search.update_scales_with_lr and not first.search.search.update_scales_with_lr
+    assert second.search.mutation.weights == {**first.search.mutation.weights, "wrap": 1.0}
+    assert second.pipeline.out != first.pipeline.out
+    unchanged = (first.search.task, first.search.budget, first.search.meta_validation, first.funnel)
+    assert (
+        second.search.task,
+        second.search.budget,
+        second.search.meta_validation,
+        second.funnel,
+    ) == unchanged
+
+
 def _with(data: dict, path: str, value) -> dict:
     """``data`` with the key at dotted ``path`` (``stages.0.seeds``) set to ``value``."""
     data = json.loads(json.dumps(data))
