@@ -131,6 +131,8 @@ PROBE_SEEDS = 4
 PROBE_STEPS = 24
 PROBE_CORRELATION = 0.8
 PROBE_SEED = 20230215
+PROBE_BOUNDS = np.cumsum([0, *(math.prod(shape) for shape in PROBE_SHAPES)])
+"""Where each probe array's coordinates start and stop along the last axis of a flat array."""
 
 
 @dataclass(frozen=True)
@@ -307,15 +309,14 @@ def candidates() -> tuple[_Candidate, ...]:
 def _soft_sign(softness: float) -> Callable:
     """``x / (|x| + softness * mean|x|)``, the mean over each probe array: a sign whose
     fitted betas move the loss continuously (``sign`` itself gives a staircase)."""
-    bounds = np.cumsum([0, *(math.prod(shape) for shape in PROBE_SHAPES)])
 
     def soft(x):
         x = np.asarray(x)
-        if x.ndim < 1 or x.shape[-1] != bounds[-1]:
+        if x.ndim < 1 or x.shape[-1] != PROBE_BOUNDS[-1]:
             return np.sign(x)
         scale = np.concatenate(
             [np.broadcast_to(np.mean(np.abs(x[..., a:b]), -1, keepdims=True), (*x.shape[:-1], b - a))
-             for a, b in zip(bounds[:-1], bounds[1:], strict=True)],
+             for a, b in zip(PROBE_BOUNDS[:-1], PROBE_BOUNDS[1:], strict=True)],
             axis=-1,
         )  # fmt: skip
         return x / (np.abs(x) + softness * scale + 1e-30)
@@ -400,6 +401,16 @@ class CandidateFit:
     program: Program = field(repr=False)
 
 
+def _block_rms(values: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """The RMS of ``values`` (``(T, S, N)``, 0 where not ``finite``) over the steps and
+    coordinates of each trajectory and probe array, over its finite entries, as ``(1, S, N)``."""
+    rms = np.empty((1, PROBE_SEEDS, PROBE_BOUNDS[-1]))
+    for start, stop in zip(PROBE_BOUNDS[:-1], PROBE_BOUNDS[1:], strict=True):
+        count = np.maximum(finite[:, :, start:stop].sum(axis=(0, 2)), 1)
+        rms[0, :, start:stop] = np.sqrt((values[:, :, start:stop] ** 2).sum(axis=(0, 2)) / count)[:, None]
+    return rms
+
+
 class _Target:
     """The program's updates on the probe, as ``(T, S, N)`` arrays, with the fit's weights."""
 
@@ -413,15 +424,9 @@ class _Target:
         self.finite_fraction = float(finite.mean())
         self.clean = np.where(finite, target, 0.0)
         # One weight per trajectory and array: 1 / (RMS of the program's update there).
-        bounds = np.cumsum([0, *(math.prod(shape) for shape in PROBE_SHAPES)])
         overall = math.sqrt(float(np.mean(self.clean**2))) or 1.0
-        weight = np.empty((1, PROBE_SEEDS, bounds[-1]))
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            block = self.clean[:, :, start:stop]
-            count = np.maximum(finite[:, :, start:stop].sum(axis=(0, 2)), 1)
-            rms = np.sqrt((block**2).sum(axis=(0, 2)) / count)
-            weight[0, :, start:stop] = (1.0 / np.where(rms > 0, rms, overall))[:, None]
-        self.weight = np.where(finite, weight, 0.0)
+        rms = _block_rms(self.clean, finite)
+        self.weight = np.where(finite, 1.0 / np.where(rms > 0, rms, overall), 0.0)
         self.norm = float(np.sqrt(np.sum((self.weight * self.clean) ** 2))) or 1.0
         # The gradient-odd part (u(g) - u(-g)) / 2, both runs on the same weights: for a
         # Lion-family program it is lr * sign(c) (c and the slot are linear in g, sign,
@@ -440,12 +445,8 @@ class _Target:
         coefficients) when the new values are not finite or all zero."""
         before, after = (_flat(values).astype(np.float64) for values in self._slots[slot])
         gradients = self.gradients.astype(np.float64)
-        bounds = np.cumsum([0, *(math.prod(shape) for shape in PROBE_SHAPES)])
-        weight = np.empty((1, PROBE_SEEDS, bounds[-1]))
-        for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-            rms = np.sqrt(np.mean(gradients[:, :, start:stop] ** 2, axis=(0, 2)))
-            weight[0, :, start:stop] = (1.0 / np.where(rms > 0, rms, 1.0))[:, None]
-        weight = np.broadcast_to(weight, after.shape)
+        rms = _block_rms(gradients, np.isfinite(gradients))
+        weight = np.broadcast_to(1.0 / np.where(rms > 0, rms, 1.0), after.shape)
         norm = float(np.sqrt(np.sum((weight * after) ** 2)))
         if not (np.all(np.isfinite(after)) and np.all(np.isfinite(before))) or norm == 0.0:
             return math.inf, math.nan, math.nan

@@ -92,6 +92,11 @@ def _round_relative(x: np.ndarray) -> np.ndarray:
     return np.ldexp(np.round(mantissa * 2.0**SIGNIFICANT_BITS), exponent - SIGNIFICANT_BITS) + 0.0
 
 
+def flat_probe_updates(program: Program | str | Analysis, lr_scale: float = 1.0) -> np.ndarray:
+    """``probe_updates`` as one flat array: every step's arrays, raveled, side by side."""
+    return np.concatenate([leaf.ravel() for update in probe_updates(program, lr_scale) for leaf in update])
+
+
 def probe_updates(program: Program | str | Analysis, lr_scale: float = 1.0) -> list[tuple[np.ndarray, ...]]:
     """The pruned program's updates on the probe, one tuple of arrays per step.
 
@@ -143,7 +148,7 @@ def fingerprint(program: Program | str | Analysis, *, finite_only: bool = False)
     Raises:
       ProgramError: if the program is not valid.
     """
-    flat = np.concatenate([leaf.ravel() for update in probe_updates(program) for leaf in update])
+    flat = flat_probe_updates(program)
     finite = np.isfinite(flat)
     if finite_only and not finite.all():
         return None

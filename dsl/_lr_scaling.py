@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._analysis import Analysis
-from ._fingerprint import probe_updates
+from ._fingerprint import flat_probe_updates
 from ._program import Program
 
 LR_SCALE = 0.5
@@ -34,8 +34,8 @@ def update_scales_with_lr(program: Program | str | Analysis) -> bool:
     Raises:
       ProgramError: if the program is not valid.
     """
-    full = np.concatenate([leaf.ravel() for update in probe_updates(program) for leaf in update])
-    scaled = np.concatenate([leaf.ravel() for update in probe_updates(program, LR_SCALE) for leaf in update])
+    full = flat_probe_updates(program)
+    scaled = flat_probe_updates(program, LR_SCALE)
     finite = np.isfinite(full)
     if not np.array_equal(finite, np.isfinite(scaled)) or not np.any(full[finite] != 0.0):
         return False

@@ -96,12 +96,10 @@ def mutate(rng: np.random.Generator, program: Program, settings: MutationSetting
 
 def _applicable(kind: str, program: Program, settings: MutationSettings) -> bool:
     n = len(program.statements)
-    if kind == "insert":
+    if kind in ("insert", "wrap"):  # both add a statement
         return n < settings.max_length
     if kind == "delete":
         return n > 1
-    if kind == "wrap":
-        return n < settings.max_length
     if kind == "mutate_constant":
         return any(not isinstance(a, str) for s in program.statements for a in s.args)
     return any(s.args for s in program.statements)

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from dsl import prune
+from dsl import LION_BETA_GAP, prune
 
 from ._inspect import read_run
 from ._inspect_cli import run_report
@@ -222,7 +222,7 @@ def report_markdown(
         "interpolation of the gradient and one momentum slot updated by its own interpolation), with "
         "exactly one live state slot (the momentum), at least 95% of update signs agreeing, and the fit checks "
         "of `docs/dsl.md` (a good fit, not a linear momentum, not memoryless sign descent). Lion: Lion family, fitted "
-        f"β2 − β1 ≥ 0.04, and it beats tuned {reference} on test at the last stage by more than k paired "
+        f"β2 − β1 ≥ {LION_BETA_GAP:g}, and it beats tuned {reference} on test at the last stage by more than k paired "
         "standard errors.",
         "",
         "## Result",
