@@ -1,6 +1,6 @@
 """Mutations of immutable programs, one per child (arXiv:2302.06675, section 2.2).
 
-Five kinds, chosen with configurable weights:
+Six kinds, chosen with configurable weights:
 
 - ``insert``: a statement at a random position, with a random function and type-valid
   random arguments (variables in scope or constants), assigned to a new variable or to
@@ -14,7 +14,16 @@ Five kinds, chosen with configurable weights:
   of the same kind (``x = tanh(x)``, ``x = sign(x)``, ``x = sqrt(x)``...), inserted right
   after it. Not in the paper: an ``insert`` rarely lands on a value that reaches the
   update and reads it, so a nonlinearity on a live path takes two mutations, of which
-  the first alone is neutral (``docs/rediscovery_analysis.md``). Off by default.
+  the first alone is neutral (``docs/rediscovery_analysis.md``). Off by default;
+- ``duplicate``: copy a random statement into a new variable, inserted just before it, point
+  one later reader of the statement's value at the copy, and change one argument of the
+  copy (a constant is perturbed as by ``mutate_constant``; with no constant, an argument
+  is changed as by ``modify_argument``), so the child differs from its parent. Not in
+  the paper: gene duplication followed by divergence. An unchanged copy would be
+  functionally identical, and such children are rejected, so a value with two readers
+  (a momentum that is both stored and read by the update) could only split into two
+  different values by a specific insert followed by a specific argument change
+  (``docs/rediscovery_analysis.md``). Off by default.
 
 A single ``mutate`` call may produce an invalid program (a deleted statement was read
 later, a new type breaks a later call); ``mutate_until_valid`` re-mutates the parent until
@@ -40,7 +49,7 @@ from dsl import (
     scope_kinds,
 )
 
-MUTATION_KINDS = ("insert", "delete", "modify_argument", "mutate_constant", "wrap")
+MUTATION_KINDS = ("insert", "delete", "modify_argument", "mutate_constant", "wrap", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,8 @@ class MutationSettings:
       constant_probability: chance that a new argument is a constant instead of a variable.
       constant_reset_probability: when a constant changes, chance of a fresh N(0, 1) draw
         instead of multiplication by 2^a, a ~ N(0, 1).
-      op_names: the functions ``insert`` and ``wrap`` may call.
+      op_names: the functions ``insert`` and ``wrap`` may call (``duplicate`` copies a
+        statement's function, whatever it is).
       update_scales_with_lr: only children whose update is proportional to ``lr``
         (``dsl.update_scales_with_lr``) are accepted.
     """
@@ -98,6 +108,8 @@ def _applicable(kind: str, program: Program, settings: MutationSettings) -> bool
     n = len(program.statements)
     if kind in ("insert", "wrap"):  # both add a statement
         return n < settings.max_length
+    if kind == "duplicate":
+        return n < settings.max_length and bool(_duplicable(program))
     if kind == "delete":
         return n > 1
     if kind == "mutate_constant":
@@ -136,20 +148,23 @@ def _delete(rng: np.random.Generator, program: Program, settings: MutationSettin
 def _modify_argument(rng: np.random.Generator, program: Program, settings: MutationSettings) -> Program:
     candidates = [i for i, s in enumerate(program.statements) if s.args]
     index = candidates[int(rng.integers(len(candidates)))]
-    statement = program.statements[index]
-    position = int(rng.integers(len(statement.args)))
-    old = statement.args[position]
+    position = int(rng.integers(len(program.statements[index].args)))
+    return program.with_argument(index, position, _new_argument(rng, program, index, position, settings))
+
+
+def _new_argument(
+    rng: np.random.Generator, program: Program, index: int, position: int, settings: MutationSettings
+) -> str | float:
+    """Another variable of the same kind in scope, or a constant (a constant may be perturbed)."""
+    old = program.statements[index].args[position]
     scope = scope_kinds(program, index)
     old_kind = scope[old] if isinstance(old, str) else Kind.SCALAR
     same_kind = [name for name, kind in scope.items() if kind is old_kind and name != old]
     if rng.random() < settings.constant_probability or not same_kind:
         if isinstance(old, str):
-            new: str | float = random_constant(rng)
-        else:
-            new = mutate_constant_value(rng, old, settings.constant_reset_probability)
-    else:
-        new = same_kind[int(rng.integers(len(same_kind)))]
-    return program.with_argument(index, position, new)
+            return random_constant(rng)
+        return mutate_constant_value(rng, old, settings.constant_reset_probability)
+    return same_kind[int(rng.integers(len(same_kind)))]
 
 
 def _mutate_constant(rng: np.random.Generator, program: Program, settings: MutationSettings) -> Program:
@@ -177,6 +192,48 @@ def _wrap(rng: np.random.Generator, program: Program, settings: MutationSettings
     return program.replace_statements(statements)
 
 
+def _duplicate(rng: np.random.Generator, program: Program, settings: MutationSettings) -> Program:
+    originals = _duplicable(program)
+    index = originals[int(rng.integers(len(originals)))]
+    readers = _readers(program, index)
+    reader, reader_position = readers[int(rng.integers(len(readers)))]
+    original = program.statements[index]
+    copy = _fresh_name(program)
+    statements = list(program.statements)
+    args = list(statements[reader].args)
+    args[reader_position] = copy
+    statements[reader] = Statement(statements[reader].target, statements[reader].op, tuple(args))
+    # The copy goes just before the original, so it reads the same values the original reads.
+    statements.insert(index, Statement(copy, original.op, original.args))
+    child = program.replace_statements(statements)
+    constants = [j for j, a in enumerate(original.args) if not isinstance(a, str)]
+    if constants:
+        position = constants[int(rng.integers(len(constants)))]
+        value = mutate_constant_value(rng, original.args[position], settings.constant_reset_probability)
+    else:
+        position = int(rng.integers(len(original.args)))
+        value = _new_argument(rng, child, index, position, settings)
+    return child.with_argument(index, position, value)
+
+
+def _duplicable(program: Program) -> list[int]:
+    """The statements that take arguments and whose value some later statement reads."""
+    return [i for i, s in enumerate(program.statements) if s.args and _readers(program, i)]
+
+
+def _readers(program: Program, index: int) -> list[tuple[int, int]]:
+    """The (statement, argument) places that read the value statement ``index`` assigns:
+    later reads of its target up to and including the statement that next reassigns it."""
+    target = program.statements[index].target
+    places = []
+    for later in range(index + 1, len(program.statements)):
+        statement = program.statements[later]
+        places += [(later, j) for j, a in enumerate(statement.args) if a == target]
+        if statement.target == target:
+            break
+    return places
+
+
 def _maps_kind_to_itself(op: Op, kind: Kind) -> bool:
     if op.arity != 1:
         return False
@@ -192,4 +249,5 @@ _MUTATIONS = {
     "modify_argument": _modify_argument,
     "mutate_constant": _mutate_constant,
     "wrap": _wrap,
+    "duplicate": _duplicate,
 }

@@ -5,7 +5,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from dsl import analyze, library, parse
+from dsl import analyze, closest_optimizer, library, parse
 from dsl._random import random_program
 from search import MUTATION_KINDS, MutationSettings, mutate
 from search._mutation import mutate_constant_value
@@ -213,3 +213,57 @@ def test_sign_wrapped_around_the_adam_update_is_one_wrap_away():
     settings = MutationSettings(weights={"wrap": 1.0})
     texts = {str(mutate(rng, parent, settings)[0]) for _ in range(2000)}
     assert any("update = sign(update)" in text for text in texts)
+
+
+def test_duplicate_copies_a_statement_before_it_and_points_one_reader_at_the_copy():
+    rng = np.random.default_rng(5)
+    parent = library.load("adamw_paper")
+    settings = MutationSettings(weights={"duplicate": 1.0})
+    copied_ops = Counter()
+    for _ in range(300):
+        child, kind = mutate(rng, parent, settings)
+        assert kind == "duplicate"
+        new = [
+            i for i, s in enumerate(child.statements) if s.target not in {p.target for p in parent.statements}
+        ]
+        assert len(new) == 1, str(child)
+        index = new[0]
+        copy, original = child.statements[index], child.statements[index + 1]
+        # The rest of the body is the parent's, except one read of the original's value.
+        rest = child.statements[:index] + child.statements[index + 1 :]
+        differences = [
+            (a, b)
+            for old, now in zip(parent.statements, rest, strict=True)
+            for a, b in zip(old.args, now.args, strict=True)
+            if a != b
+        ]
+        assert differences == [(original.target, copy.target)], str(child)
+        assert parent.statements[index] == original
+        # The copy calls the original's function with exactly one argument changed.
+        assert copy.op == original.op
+        assert sum(a != b for a, b in zip(copy.args, original.args, strict=True)) == 1, str(child)
+        copied_ops[copy.op] += 1
+    assert {"interp", "sqrt", "multiply"} <= set(copied_ops), copied_ops
+
+
+def test_lion_is_one_duplicate_away_from_signum():
+    # Signum stores and reads one momentum; Lion reads an interpolation with a smaller beta
+    # than the one it stores (arXiv:2302.06675, Program 0). The verdict comes from the
+    # probe-based classifier, not from the program's text.
+    rng = np.random.default_rng(0)
+    parent = library.load("signum")
+    settings = MutationSettings(weights={"duplicate": 1.0})
+    children = [mutate(rng, parent, settings)[0] for _ in range(200)]
+    # children whose update reads a copy of the momentum update with a smaller beta
+    split = [
+        c
+        for c in children
+        if c.statements[0].op == "interp" and "sign(t" in str(c) and 0 < c.statements[0].args[2] < 0.86
+    ]
+    assert len(split) >= 10, len(split)
+    for child in split[:3]:
+        match = closest_optimizer(child)
+        assert match.is_lion, match.report()
+        assert match.beta1 == pytest.approx(child.statements[0].args[2], abs=0.01)
+        assert match.beta2 == pytest.approx(0.9, abs=0.01)
+    assert not closest_optimizer(parent).is_lion

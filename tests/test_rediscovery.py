@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,15 @@ def test_the_second_method_differs_from_the_first_only_in_its_two_changes():
         second.search.meta_validation,
         second.funnel,
     ) == unchanged
+
+
+def test_the_third_method_adds_only_the_duplicate_mutation_to_the_second():
+    second = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v2.yaml")
+    third = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v3.yaml")
+    assert third.search.mutation.weights == {**second.search.mutation.weights, "duplicate": 1.0}
+    assert third.pipeline.out != second.pipeline.out
+    assert replace(third.search, mutation=second.search.mutation) == second.search
+    assert third.funnel == second.funnel
 
 
 def _with(data: dict, path: str, value) -> dict:
