@@ -622,16 +622,29 @@ class _LionChecks:
     linear_gradient_error: float
 
     def passed(self, fit: CandidateFit) -> bool:
+        return not self.failures(fit)
+
+    def failures(self, fit: CandidateFit) -> list[str]:
+        """The checks of ``fit`` that fail, each as a short reason."""
+        failures = []
+        if fit.error > LION_MAX_ERROR:
+            failures.append(f"update error {fit.error:.3g} > {LION_MAX_ERROR}")
+        if self.gradient_error > LION_MAX_ERROR:
+            failures.append(f"gradient-odd error {self.gradient_error:.3g} > {LION_MAX_ERROR}")
         # A linear momentum that fits the odd part nearly as well leaves the sign, tanh or
         # clip unexplained.
-        linear_ties = self.linear_gradient_error <= self.gradient_error * LION_LINEAR_MARGIN + TIE_TOLERANCE
-        return (
-            fit.error <= LION_MAX_ERROR
-            and self.gradient_error <= LION_MAX_ERROR
-            and not linear_ties
-            and fit.sign_agreement >= LION_SIGN_AGREEMENT
-            and self.balanced_sign_agreement >= LION_SIGN_AGREEMENT
-        )
+        if self.linear_gradient_error <= self.gradient_error * LION_LINEAR_MARGIN + TIE_TOLERANCE:
+            failures.append(
+                f"a linear momentum fits the gradient-odd part at {self.linear_gradient_error:.3g}, "
+                f"within {LION_LINEAR_MARGIN:g}x the fit's {self.gradient_error:.3g}"
+            )
+        if fit.sign_agreement < LION_SIGN_AGREEMENT:
+            failures.append(f"sign agreement {fit.sign_agreement:.1%} < {LION_SIGN_AGREEMENT:.0%}")
+        if self.balanced_sign_agreement < LION_SIGN_AGREEMENT:
+            failures.append(
+                f"sign agreement on either sign {self.balanced_sign_agreement:.1%} < {LION_SIGN_AGREEMENT:.0%}"
+            )
+        return failures
 
 
 def _lion_checks(target: _Target, candidate: _Candidate, row: np.ndarray, updates: np.ndarray) -> _LionChecks:
@@ -749,6 +762,8 @@ class ClosestMatch:
         ``a * g + b * slot``: ``(relative error, a, b)``; Lion family needs an error of at
         most ``SLOT_MAX_ERROR``, ``a > 0`` and ``0 <= b < 1`` (the slot is updated by its own
         interpolation of the gradient). ``(inf, nan, nan)`` otherwise.
+      lion_family_failures: the Lion-family checks that fail, each a short reason (empty
+        exactly when ``lion_family``).
     """
 
     ranking: tuple[CandidateFit, ...]
@@ -760,6 +775,7 @@ class ClosestMatch:
     linear_gradient_error: float = math.inf
     memoryless_error: float = math.inf
     slot_fit: tuple[float, float, float] = (math.inf, math.nan, math.nan)
+    lion_family_failures: tuple[str, ...] = ()
 
     @property
     def best(self) -> CandidateFit:
@@ -830,6 +846,8 @@ class ClosestMatch:
             f"b = {slot_b:.3g} (a > 0 and 0 <= b < 1: {'yes' if slot_a > 0 and 0 <= slot_b < 1 else 'no'})",
         ]
         lines.append(f"  Lion family: {'yes' if self.lion_family else 'no'} ({'; '.join(checks)})")
+        if self.lion_family_failures:
+            lines.append(f"  fails: {'; '.join(self.lion_family_failures)}")
         if self.lion_family:
             gap = self.beta2 - self.beta1
             verdict = "yes" if self.is_lion else "no"
@@ -872,23 +890,33 @@ def closest_optimizer(program: Program) -> ClosestMatch:
     live = analyze(program).live_state_slots
     memoryless = min((fit.error for fit, _ in fits if fit.name in MEMORYLESS_SIGN), default=math.inf)
     slot_fit = target.slot_fit(live[0]) if len(live) == 1 else (math.inf, math.nan, math.nan)
-    lion_family = (
-        verdict.name in LION_FAMILY
-        and len(live) == 1
-        and _slot_is_interpolation(*slot_fit)
-        and checks.passed(verdict)
-        and memoryless >= LION_MEMORY_MARGIN * verdict.error
-    )
+    failures = []
+    if verdict.name not in LION_FAMILY:
+        failures.append("the best fit is not a Lion-family optimizer")
+    if len(live) != 1:
+        failures.append(f"{len(live)} live state slots, not 1")
+    elif not _slot_is_interpolation(*slot_fit):
+        error, a, b = slot_fit
+        failures.append(
+            f"the live slot's new value is not an interpolation of g and itself "
+            f"(a * g + b * slot fits at {error:.3g}, a = {a:.3g}, b = {b:.3g})"
+        )
+    failures += checks.failures(verdict)
+    if memoryless < LION_MEMORY_MARGIN * verdict.error:
+        failures.append(
+            f"sign descent without memory fits at {memoryless:.3g}, within {LION_MEMORY_MARGIN:g}x the fit's error"
+        )
     return ClosestMatch(
         ranking,
         live,
         target.finite_fraction,
-        lion_family,
+        not failures,
         checks.balanced_sign_agreement,
         checks.gradient_error,
         checks.linear_gradient_error,
         memoryless,
         slot_fit,
+        tuple(failures),
     )
 
 

@@ -270,7 +270,7 @@ def first_lion_family_hit(search_dir: Path, directory: Path, log: Callable[[str]
 def verdict(
     match: dsl.ClosestMatch | None, closest_error: str | None, last: StageOutcome, winner: Row, reference: str
 ) -> str:
-    """``Lion``, ``Lion family (not Lion: <reason>)`` or ``not Lion family (closest: <name>)``.
+    """``Lion``, ``Lion family (not Lion: <reasons>)`` or ``not Lion family (closest: <name>; <reasons>)``.
 
     Lion: a Lion-family update with beta2 - beta1 >= 0.04 (``ClosestMatch.is_lion``) that
     beats the tuned reference on test at ``last`` (the last configured stage) by the
@@ -279,7 +279,7 @@ def verdict(
     if match is None:
         return f"not Lion family (closest: none; {closest_error})"
     if not match.lion_family:
-        return f"not Lion family (closest: {match.name})"
+        return f"not Lion family (closest: {match.name}; {'; '.join(match.lion_family_failures)})"
     reasons = []
     if not match.is_lion:
         reasons.append(f"beta2 - beta1 = {match.beta2 - match.beta1:.3g} < {dsl.LION_BETA_GAP}")

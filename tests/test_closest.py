@@ -40,6 +40,13 @@ def perturbed(name: str, seed: int) -> tuple[dsl.Program, dict[str, float]]:
     return candidate.fitted_program(constants), constants
 
 
+def assert_fails(match, reason):
+    """Not Lion family, for ``reason`` among the reasons the match gives, also in its report."""
+    assert not match.lion_family, match.report()
+    assert any(reason in failure for failure in match.lion_family_failures), match.lion_family_failures
+    assert reason in match.report()
+
+
 def test_every_library_optimizer_is_a_candidate_with_named_constants():
     assert set(_closest.CONSTANTS) == set(library.names())
     members = [m for c in _closest.candidates() for m in c.members]
@@ -107,6 +114,7 @@ def test_lion_with_other_betas_and_the_lion_rule():
     assert match.name == "lion"
     assert_recovered(match.constants, constants, sign_based=True)
     assert match.lion_family and match.is_lion  # beta2 - beta1 = 0.07 >= 0.04
+    assert match.lion_family_failures == ()
     assert match.beta1 == pytest.approx(0.92, abs=0.008) and match.beta2 == pytest.approx(0.99, abs=0.001)
     report = match.report()
     assert report.startswith("closest known optimizer: lion")
@@ -145,7 +153,8 @@ def test_single_beta_sign_is_lion_family_but_not_lion():
 def test_momentum_has_lion_signs_but_is_not_lion_family():
     # Its update has the signs of a single-beta Lion, but it is not a sign: momentum wins.
     match = dsl.closest_optimizer(library.load("momentum"))
-    assert match.name == "momentum" and not match.lion_family
+    assert match.name == "momentum"
+    assert_fails(match, "the best fit is not a Lion-family optimizer")
     ablation = next(f for f in match.ranking if f.name.startswith("ablation") or f.name == "signum")
     assert ablation.sign_agreement > 0.99
 
@@ -169,7 +178,7 @@ def test_lion_with_a_second_live_slot_is_not_lion_family():
     match = dsl.closest_optimizer(program)
     assert match.name in _closest.LION_FAMILY and match.sign_agreement > 0.99
     assert match.live_state_slots == ("m", "v")
-    assert not match.lion_family
+    assert_fails(match, "2 live state slots, not 1")
 
 
 def test_low_sign_agreement_is_not_lion_family():
@@ -187,7 +196,7 @@ def test_low_sign_agreement_is_not_lion_family():
     )
     match = dsl.closest_optimizer(program)
     assert match.sign_agreement < 0.95 or match.name not in _closest.LION_FAMILY
-    assert not match.lion_family
+    assert_fails(match, "sign agreement" if match.name in _closest.LION_FAMILY else "not a Lion-family")
 
 
 def test_non_finite_programs():
@@ -321,7 +330,7 @@ def test_momentum_with_weight_decay_is_not_lion_family():
     match = dsl.closest_optimizer(program)
     assert match.name in _closest.LION_FAMILY and match.error < _closest.LION_MAX_ERROR
     assert match.linear_gradient_error < 1e-5 < match.gradient_error
-    assert not match.lion_family, match.report()
+    assert_fails(match, "a linear momentum fits the gradient-odd part")
     assert not _closest.screen_lion_family(program)
 
 
@@ -392,7 +401,7 @@ def test_a_sign_descent_whose_slot_barely_matters_is_not_lion_family():
     match = dsl.closest_optimizer(program)
     assert match.name == "lion" and match.error < _closest.LION_MAX_ERROR
     assert match.memoryless_error < _closest.LION_MEMORY_MARGIN * match.error
-    assert not match.lion_family, match.report()
+    assert_fails(match, "sign descent without memory fits")
 
 
 def test_a_slot_that_holds_tanh_of_the_gradient_is_not_lion_family():
@@ -417,7 +426,7 @@ def test_a_slot_that_holds_tanh_of_the_gradient_is_not_lion_family():
     assert match.name in _closest.LION_FAMILY and match.error < _closest.LION_MAX_ERROR
     assert match.live_state_slots == ("m",)
     assert match.slot_fit[0] > _closest.SLOT_MAX_ERROR
-    assert not match.lion_family, match.report()
+    assert_fails(match, "the live slot's new value is not an interpolation of g and itself")
     assert not _closest.screen_lion_family(program)
 
 

@@ -325,7 +325,10 @@ def test_the_verdict_is_the_closest_optimizer_of_the_simplified_file(pipeline):
     if match.lion_family:
         assert row["verdict"] == "Lion" or row["verdict"].startswith("Lion family (not Lion: ")
     else:
-        assert row["verdict"] == f"not Lion family (closest: {match.name})"
+        assert (
+            row["verdict"]
+            == f"not Lion family (closest: {match.name}; {'; '.join(match.lion_family_failures)})"
+        )
     for column, key, digits in (("β1", "beta1", 4), ("β2", "beta2", 4), ("lr", "learning_rate", 3)):
         value = {"beta1": match.beta1, "beta2": match.beta2}.get(key, match.constants.get(key))
         assert row[column] == ("—" if value is None else f"{value:.{digits}g}")
