@@ -52,6 +52,9 @@ class Row:
       promoted: it goes on to the next stage.
       followed: the best search program, evaluated here although it was not promoted
         (it takes no part in this stage's promotion).
+      same_as: the label of an earlier candidate whose results are identical to this one's on
+        every seed (programs that differ on the probe can train identically); this one
+        takes no part in promotion, so a copy cannot take a place from a distinct program.
     """
 
     label: str
@@ -64,6 +67,7 @@ class Row:
     comparison: Comparison | None
     promoted: bool = False
     followed: bool = False
+    same_as: str | None = None
 
     @property
     def program(self) -> Program:
@@ -215,13 +219,32 @@ def _run_stage(
         row = _row(candidate.label, "candidate", candidate, None, results, reference_test, stage)
         row.followed = followed and candidate is best
         candidate_rows.append(row)
-    competing = [row for row in candidate_rows if not row.followed]
-    for index in promote([row.comparison for row in competing], stage.promote_top):
-        competing[index].promoted = True
+    competing = promote_rows(candidate_rows, stage.promote_top)
     outcome.rows = candidate_rows + baseline_rows
     promoted = sum(row.promoted for row in candidate_rows)
-    log(f"stage {stage.name}: {promoted} of {len(competing)} promoted")
+    log(f"stage {stage.name}: {promoted} of {competing} promoted")
     return outcome
+
+
+def promote_rows(rows: list[Row], top: int) -> int:
+    """Mark the promoted candidate rows (``promote``), leaving out the followed row and rows
+    with the same results as an earlier one (``same_as``); returns how many competed."""
+    mark_same_results(rows)
+    competing = [row for row in rows if not row.followed and row.same_as is None]
+    for index in promote([row.comparison for row in competing], top):
+        competing[index].promoted = True
+    return len(competing)
+
+
+def mark_same_results(rows: list[Row]) -> None:
+    """Set ``same_as`` on every row whose per-seed results equal an earlier row's."""
+    first: dict[tuple, str] = {}
+    for row in rows:
+        key = tuple((r.fitness, r.test_fitness, r.failure) for r in row.results)
+        if key in first:
+            row.same_as = first[key]
+        else:
+            first[key] = row.label
 
 
 def _row(

@@ -61,6 +61,7 @@ def _row_dict(row: Row, seeds: tuple[int, ...]) -> dict:
     data["vs_reference"] = _comparison(row.comparison)
     data["promoted"] = row.promoted
     data["followed"] = row.followed
+    data["same_as"] = row.same_as
     return data
 
 
@@ -147,6 +148,8 @@ def _stage_table(outcome: FunnelOutcome, stage: StageOutcome) -> list[str]:
             promoted = "yes" if row.promoted else "no"
             if row.followed:
                 promoted = "— (followed: best by search fitness, not promoted to this stage)"
+            elif row.same_as is not None:
+                promoted = f"— (results identical to {row.same_as} on every seed)"
         else:
             name, run, fitness, promoted = row.label, "", "", ""
         lines.append(
@@ -207,7 +210,7 @@ def report_markdown(outcome: FunnelOutcome) -> str:
         if stage.skipped:
             lines.append(f"Skipped: {stage.skipped}.")
             continue
-        candidates = [r for r in stage.rows if r.kind == "candidate" and not r.followed]
+        candidates = [r for r in stage.rows if r.kind == "candidate" and not r.followed and r.same_as is None]
         promoted = [r.label for r in stage.rows if r.promoted]
         if candidates:
             outcome_words = (

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from dsl import analyze, fingerprint, parse
+from proxy_tasks import Result
 from search import (
     ConfigError,
     InProcessEvaluator,
@@ -23,6 +24,7 @@ from search import (
     promote,
     run_funnel,
 )
+from search._funnel import Row, promote_rows
 from symdisc.cli import main
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -91,6 +93,45 @@ def test_a_failed_or_nan_program_is_never_promoted():
     assert promote([nan_seed, failed_seed, good], top=5) == [2]
     # a failed reference promotes nobody either
     assert not paired_comparison([0.9, 0.9, 0.9], [0.5, float("-inf"), 0.5]).beats
+
+
+def test_a_candidate_with_the_same_results_as_an_earlier_one_takes_no_place():
+    # Programs that differ on the probe can train identically (the rediscovery's v2 seed 4
+    # funnel had two such pairs); the copy must not take a promotion place from a program
+    # that is actually different.
+    reference = [0.5, 0.25, 0.75]
+
+    def row(label, shift, second_shift=None):
+        results = [
+            Result(
+                fitness=r + shift,
+                metric=0.0,
+                train_loss=0.0,
+                steps=1,
+                failure=None,
+                seconds=0.0,
+                test_fitness=r + (shift if second_shift is None else second_shift),
+            )
+            for r in reference
+        ]
+        test = [r.test_fitness for r in results]
+        return Row(
+            label,
+            "candidate",
+            None,
+            None,
+            results,
+            mean_and_se(test),
+            mean_and_se(test),
+            paired_comparison(test, reference),
+        )
+
+    best, copy, other = row("a", 0.04), row("a2", 0.04), row("b", 0.03)
+    near = row("c", 0.04, second_shift=0.035)  # same validation, other test: not a copy
+    rows = [best, copy, other, near]
+    assert promote_rows(rows, top=3) == 3
+    assert [r.same_as for r in rows] == [None, "a", None, None]
+    assert [r.label for r in rows if r.promoted] == ["a", "b", "c"]
 
 
 # ----------------------------------------------------------------------------- configs
