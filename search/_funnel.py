@@ -219,10 +219,10 @@ def _run_stage(
         row = _row(candidate.label, "candidate", candidate, None, results, reference_test, stage)
         row.followed = followed and candidate is best
         candidate_rows.append(row)
-    competing = promote_rows(candidate_rows, stage.promote_top)
+    competed = promote_rows(candidate_rows, stage.promote_top)
     outcome.rows = candidate_rows + baseline_rows
     promoted = sum(row.promoted for row in candidate_rows)
-    log(f"stage {stage.name}: {promoted} of {competing} promoted")
+    log(f"stage {stage.name}: {promoted} of {competed} promoted")
     return outcome
 
 
