@@ -200,12 +200,9 @@ def _duplicate(rng: np.random.Generator, program: Program, settings: MutationSet
     original = program.statements[index]
     copy = _fresh_name(program)
     statements = list(program.statements)
-    args = list(statements[reader].args)
-    args[reader_position] = copy
-    statements[reader] = Statement(statements[reader].target, statements[reader].op, tuple(args))
     # The copy goes just before the original, so it reads the same values the original reads.
     statements.insert(index, Statement(copy, original.op, original.args))
-    child = program.replace_statements(statements)
+    child = program.replace_statements(statements).with_argument(reader + 1, reader_position, copy)
     constants = [j for j, a in enumerate(original.args) if not isinstance(a, str)]
     if constants:
         position = constants[int(rng.integers(len(constants)))]

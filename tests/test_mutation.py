@@ -231,13 +231,12 @@ def test_duplicate_copies_a_statement_before_it_and_points_one_reader_at_the_cop
         copy, original = child.statements[index], child.statements[index + 1]
         # The rest of the body is the parent's, except one read of the original's value.
         rest = child.statements[:index] + child.statements[index + 1 :]
-        differences = [
-            (a, b)
-            for old, now in zip(parent.statements, rest, strict=True)
-            for a, b in zip(old.args, now.args, strict=True)
-            if a != b
-        ]
-        assert differences == [(original.target, copy.target)], str(child)
+        differences = [(old, now) for old, now in zip(parent.statements, rest, strict=True) if old != now]
+        assert len(differences) == 1, str(child)
+        old, now = differences[0]
+        assert (now.target, now.op) == (old.target, old.op)
+        changed = [(a, b) for a, b in zip(old.args, now.args, strict=True) if a != b]
+        assert changed == [(original.target, copy.target)], str(child)
         assert parent.statements[index] == original
         # The copy calls the original's function with exactly one argument changed.
         assert copy.op == original.op
