@@ -22,6 +22,7 @@ from ._task import WORST_FITNESS as WORST_FITNESS
 from ._task import Dataset as Dataset
 from ._task import Model as Model
 from ._task import Result as Result
+from ._task import StallRule as StallRule
 from ._task import Task as Task
 from ._task import TaskConfig as TaskConfig
 from ._tune import TuneResult as TuneResult

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 from dataclasses import replace
 
-from ._task import Dataset, ScheduleConfig, Task, TaskConfig
+from ._task import Dataset, ScheduleConfig, StallRule, Task, TaskConfig
 
 MLP_SIZES = {
     "tiny": dict(inputs=64, hidden=[16], classes=10, steps=100, batch_size=32),
@@ -136,13 +136,16 @@ def build(task_config: TaskConfig) -> Task:
 
 
 @functools.cache
-def get(name: str) -> Task:
+def get(name: str, stall: StallRule | None = None) -> Task:
     """The task called ``name``, built once per process (its compilations are reused).
+
+    ``stall``: a ``StallRule`` that stops runs that have not learned (a separate task,
+    compiled on its own, cached like the plain one).
 
     Raises:
       KeyError: for an unknown name.
     """
-    return build(config(name))
+    return build(replace(config(name), stall=stall))
 
 
 def with_schedule(name: str, schedule: ScheduleConfig) -> Task:

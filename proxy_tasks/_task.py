@@ -69,6 +69,44 @@ class Model:
 
 
 @dataclass(frozen=True)
+class StallRule:
+    """Stop a run that has not started to learn, to save the rest of its training.
+
+    When ``check_step(steps)`` updates have been applied, the mean training loss of the
+    last ``window_steps(steps)`` steps is compared with the loss of the initial params on
+    the same minibatches; unless it is lower by more than ``min_drop`` of that loss, the
+    run stops and fails as "stalled". For a search, where many children never learn
+    (their loss stays at the untrained model's), not for reporting: the funnel and the
+    tuning train fully.
+
+    Attributes:
+      check: fraction of the steps after which the check is made, in (0, 1).
+      window: fraction of the steps whose losses are averaged before the check.
+      min_drop: the relative fall below the untrained model's loss a run must exceed; more
+        than 0, since the two means add the same losses in different orders.
+    """
+
+    check: float
+    window: float = 0.05
+    min_drop: float = 0.0005
+
+    def __post_init__(self):
+        if not 0.0 < self.check < 1.0:
+            raise ValueError(f"StallRule.check must be in (0, 1), got {self.check!r}")
+        if not 0.0 < self.window <= self.check:
+            raise ValueError(f"StallRule.window must be in (0, check], got {self.window!r}")
+        if not self.min_drop > 0.0:
+            raise ValueError(f"StallRule.min_drop must be > 0, got {self.min_drop!r}")
+
+    def check_step(self, steps: int) -> int:
+        """The number of steps applied when the check is made (at least the window)."""
+        return max(self.window_steps(steps), round(self.check * steps))
+
+    def window_steps(self, steps: int) -> int:
+        return max(1, round(self.window * steps))
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     """Everything that defines one proxy task.
 
@@ -82,6 +120,7 @@ class TaskConfig:
       schedule: the ``lr`` schedule.
       divergence_factor: the run fails once the training loss exceeds this many times
         its initial value (or is non-finite).
+      stall: None, or a ``StallRule``: the run fails once it has not learned by then.
     """
 
     name: str
@@ -92,6 +131,7 @@ class TaskConfig:
     model: dict = field(default_factory=dict)
     schedule: ScheduleConfig = ScheduleConfig()
     divergence_factor: float = 10.0
+    stall: StallRule | None = None
 
 
 @dataclass(frozen=True)
@@ -106,7 +146,7 @@ class Result:
       train_loss: the training loss at the last step that ran.
       steps: the number of steps whose update was applied.
       failure: None, or why the run failed ("non-finite loss at step k", "diverged:
-        loss x > limit at step k", "invalid program: ...").
+        loss x > limit at step k", "stalled: ...", "invalid program: ...").
       seconds: wall time of the evaluation (after compilation, unless it compiled).
       test_fitness: ``fitness`` measured on the held-out test split (``-inf`` for a
         failed run). For reports and the funnel only: never select on it.
@@ -137,6 +177,7 @@ FAILURE_NON_FINITE_LOSS = 1
 FAILURE_DIVERGED = 2
 FAILURE_NON_FINITE_PARAMS = 3
 FAILURE_NON_FINITE_METRIC = 4
+FAILURE_STALLED = 5
 
 TRAIN_LOSS_TAIL = 0.1
 """``Result.train_loss`` averages the minibatch losses of this final fraction of the steps."""
@@ -156,7 +197,8 @@ class Task:
     update is subtracted from the params. Divergence is checked before each update:
     once the minibatch loss is non-finite or above ``divergence_factor`` times the
     loss of the first step, the loop stops (the params keep their last value) and
-    the run is a failure with the worst fitness.
+    the run is a failure with the worst fitness. A ``config.stall`` rule likewise stops
+    and fails a run that has not learned by its check step.
     """
 
     def __init__(self, config: TaskConfig, model: Model, dataset: Dataset):
@@ -297,6 +339,17 @@ class Task:
         value_and_grad = jax.value_and_grad(loss_fn)
         factor = jnp.float32(self.config.divergence_factor)
 
+        stall = self.config.stall
+        check_step = stall.check_step(steps) if stall else steps + 1  # never reached without a rule
+        window_start = check_step - stall.window_steps(steps) if stall else steps + 1
+        initial_w = w
+
+        def untrained_loss():
+            # The window's minibatches under the initial params: the loss of not learning, paired
+            # with the trained one batch for batch (so minibatch noise cannot pass or fail a run).
+            index = batches[window_start:check_step].reshape(-1)
+            return loss_fn(initial_w, x_train[index], y_train[index])
+
         def cond(carry):
             return carry["alive"] & (carry["t"] < steps)
 
@@ -306,15 +359,27 @@ class Task:
             loss, g = value_and_grad(carry["w"], x_train[index], y_train[index])
             limit = jnp.where(t == 0, factor * loss, carry["limit"])
             finite = jnp.isfinite(loss)
-            ok = finite & (loss <= limit)
+            if stall:
+                at_check = t == check_step
+                window_sum = carry["window_sum"] + jnp.where((t >= window_start) & ~at_check, loss, 0.0)
+                reference = jax.lax.cond(at_check, untrained_loss, lambda: carry["reference"])
+                mean = window_sum / (check_step - window_start)
+                stalled = at_check & (mean >= reference - stall.min_drop * abs(reference))
+            else:
+                window_sum, reference, stalled = carry["window_sum"], carry["reference"], jnp.bool_(False)
+            ok = finite & (loss <= limit) & ~stalled
             w_new, opt_state = apply(carry["w"], g, carry["opt_state"], t)
-            code = jnp.where(finite, FAILURE_DIVERGED, FAILURE_NON_FINITE_LOSS)
+            code = jnp.where(
+                stalled, FAILURE_STALLED, jnp.where(finite, FAILURE_DIVERGED, FAILURE_NON_FINITE_LOSS)
+            )
             return {
                 "t": jnp.where(ok, t + 1, t),
                 "w": tree_map(lambda new, old: jnp.where(ok, new, old), w_new, carry["w"]),
                 "opt_state": opt_state,
                 "alive": ok,
                 "limit": limit,
+                "window_sum": window_sum,
+                "reference": reference,
                 "loss": loss,
                 "failure": jnp.where(ok, FAILURE_NONE, code).astype(jnp.int32),
                 "tail_sum": carry["tail_sum"] + jnp.where(ok & (t >= tail_start), loss, 0.0),
@@ -326,6 +391,8 @@ class Task:
             "opt_state": opt_state,
             "alive": jnp.bool_(True),
             "limit": jnp.float32(jnp.inf),
+            "window_sum": jnp.float32(0.0),
+            "reference": jnp.float32(jnp.nan),
             "loss": jnp.float32(jnp.nan),
             "failure": jnp.int32(FAILURE_NONE),
             "tail_sum": jnp.float32(0.0),
@@ -348,10 +415,22 @@ class Task:
             "failure": failure,
             "loss": carry["loss"],
             "limit": carry["limit"],
+            "window_sum": carry["window_sum"],
+            "reference": carry["reference"],
             "tail_loss": carry["tail_sum"] / (steps - tail_start),
             "metric": metric,
             "test_metric": test_metric,
         }
+
+    def _stall_reason(self, outputs) -> str:
+        steps, stall = self.config.steps, self.config.stall
+        check, window = stall.check_step(steps), stall.window_steps(steps)
+        mean = float(outputs["window_sum"]) / window
+        untrained = float(outputs["reference"])
+        return (
+            f"stalled: mean training loss {mean:.6g} over steps {check - window + 1}-{check} is not below "
+            f"the untrained model's {untrained:.6g} on the same minibatches by more than {stall.min_drop:g} of it"
+        )
 
     def _result(self, outputs, start: float) -> tuple[Result, Any]:
         outputs = jax.device_get(outputs)
@@ -375,12 +454,16 @@ class Task:
                 test_metric,
             )
             return result, outputs["params"]
-        failure = {
-            FAILURE_NON_FINITE_LOSS: f"non-finite loss at step {steps + 1}",
-            FAILURE_DIVERGED: f"diverged: loss {loss:.4g} > limit {float(outputs['limit']):.4g} at step {steps + 1}",
-            FAILURE_NON_FINITE_PARAMS: f"non-finite parameters after step {steps}",
-            FAILURE_NON_FINITE_METRIC: f"non-finite validation {self.model.metric_name} after step {steps}",
-        }[failure_code]
+        failure = (
+            self._stall_reason(outputs)
+            if failure_code == FAILURE_STALLED
+            else {
+                FAILURE_NON_FINITE_LOSS: f"non-finite loss at step {steps + 1}",
+                FAILURE_DIVERGED: f"diverged: loss {loss:.4g} > limit {float(outputs['limit']):.4g} at step {steps + 1}",
+                FAILURE_NON_FINITE_PARAMS: f"non-finite parameters after step {steps}",
+                FAILURE_NON_FINITE_METRIC: f"non-finite validation {self.model.metric_name} after step {steps}",
+            }[failure_code]
+        )
         result = Result(
             WORST_FITNESS,
             float("nan") if failure_code != FAILURE_NON_FINITE_METRIC else metric,

@@ -103,7 +103,7 @@ def make_evaluator(config: Config, address: str | None = None, notify=None):
     if config.workers.backend == "inprocess":
         from ._evaluator import InProcessEvaluator
 
-        return InProcessEvaluator(config.task.name)
+        return InProcessEvaluator(config.task.name, config.task.stall.rule)
     from ._ray_pool import RayEvaluator
 
     return RayEvaluator(
@@ -113,6 +113,7 @@ def make_evaluator(config: Config, address: str | None = None, notify=None):
         max_in_flight_per_worker=config.workers.in_flight_per_worker,
         num_gpus=config.workers.gpus_per_worker,
         notify=notify,
+        stall=config.task.stall.rule,
     )
 
 

@@ -99,6 +99,43 @@ def _is_seed_list(x: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class StallSection:
+    """Stop trainings that have not started to learn (``proxy_tasks.StallRule``); main task only."""
+
+    check: float | None = _spec(
+        None,
+        "null or a number in (0, 1)",
+        _optional(lambda x: _is_number(x) and 0 < x < 1),
+        "fraction of the training steps after which a run that has not learned stops (null: never)",
+    )
+    window: float = _spec(
+        0.05,
+        "a number in (0, 1)",
+        lambda x: _is_number(x) and 0 < x < 1,
+        "fraction of the steps, just before the check, whose mean training loss is compared",
+    )
+    min_drop: float = _spec(
+        0.0005,
+        "a number > 0",
+        lambda x: _is_number(x) and x > 0,
+        "the relative fall below the untrained model's loss on the same minibatches a run must exceed",
+    )
+
+    def __post_init__(self):
+        if self.check is not None and self.window > self.check:
+            raise ConfigError("task.stall.window", f"at most task.stall.check ({self.check})", self.window)
+
+    @property
+    def rule(self):
+        """The ``proxy_tasks.StallRule``, or None when ``check`` is null."""
+        if self.check is None:
+            return None
+        import proxy_tasks  # late: the search config is read without JAX where it can be
+
+        return proxy_tasks.StallRule(self.check, self.window, self.min_drop)
+
+
+@dataclass(frozen=True)
 class TaskSection:
     """The proxy task that scores candidates."""
 
@@ -110,6 +147,7 @@ class TaskSection:
         "training seeds, the same for every candidate; fitness is the mean over them "
         "(task.seed: N is short for task.seeds: [N])",
     )
+    stall: StallSection = field(default_factory=StallSection)
 
     def __post_init__(self):
         object.__setattr__(self, "seeds", tuple(self.seeds))

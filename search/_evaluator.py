@@ -83,11 +83,14 @@ class Evaluator(Protocol):
         ...
 
 
-def get_task(name: str):
-    """The proxy task registered as ``name`` (``proxy_tasks.get``: built once per process)."""
+def get_task(name: str, stall=None):
+    """The proxy task registered as ``name`` (``proxy_tasks.get``: built once per process).
+
+    ``stall``: None, or a ``proxy_tasks.StallRule`` the task applies to every run.
+    """
     import proxy_tasks  # late: the registry is filled by the task modules it imports
 
-    return proxy_tasks.get(name)
+    return proxy_tasks.get(name, stall)
 
 
 def sanitize(result: Result) -> Result:
@@ -170,25 +173,29 @@ class InProcessEvaluator:
 
     Args:
       task_name: the main proxy task (``proxy_tasks.get(task_name)``).
+      stall: None, or a ``proxy_tasks.StallRule`` for the main task's runs; a job that
+        names its task (meta-validation, the funnel) always trains to the end.
     """
 
     capacity = 1
 
-    def __init__(self, task_name: str):
+    def __init__(self, task_name: str, stall=None):
         self.task_name = task_name
-        get_task(task_name)  # build (and compile) the main task now, not in the first wait()
-        self._queue: deque[tuple[int, Program, tuple[int, ...], str]] = deque()
+        self.stall = stall
+        get_task(task_name, stall)  # build (and compile) the main task now, not in the first wait()
+        self._queue: deque[tuple[int, Program, tuple[int, ...], str | None]] = deque()
 
     def submit(
         self, job_id: int, program: Program, seeds: tuple[int, ...], task_name: str | None = None
     ) -> None:
-        self._queue.append((job_id, program, seeds, task_name or self.task_name))
+        self._queue.append((job_id, program, seeds, task_name))
 
     def wait(self) -> list[Completed]:
         if not self._queue:
             return []
         job_id, program, seeds, name = self._queue.popleft()
-        result = evaluate_seeds(get_task(name), program, seeds)
+        task = get_task(self.task_name, self.stall) if name is None else get_task(name)
+        result = evaluate_seeds(task, program, seeds)
         return [Completed(job_id, result, "inprocess")]
 
     def close(self) -> None:

@@ -67,11 +67,13 @@ class ProxyWorker:
 
     Args:
       task_name: the main proxy task, built at construction.
+      stall: None, or a ``proxy_tasks.StallRule`` for the main task's runs only.
     """
 
-    def __init__(self, task_name: str):
+    def __init__(self, task_name: str, stall=None):
         self._main_task = task_name
-        get_task(task_name)  # built here, so ready() reports a worker that can train
+        self._stall = stall
+        get_task(task_name, stall)  # built here, so ready() reports a worker that can train
 
     def ready(self) -> int:
         """The worker's process id, once its main task is built."""
@@ -79,7 +81,8 @@ class ProxyWorker:
 
     def evaluate(self, program_text: str, seeds: tuple[int, ...], task_name: str | None = None):
         """Train ``program_text`` with each of ``seeds`` on ``task_name`` (None: the main task); the mean."""
-        return evaluate_seeds(get_task(task_name or self._main_task), parse(program_text), seeds)
+        task = get_task(self._main_task, self._stall) if task_name is None else get_task(task_name)
+        return evaluate_seeds(task, parse(program_text), seeds)
 
 
 @dataclass
@@ -128,6 +131,8 @@ class RayEvaluator:
         their task (a cluster without the resources would otherwise wait forever).
       notify: called with a line of text when something takes a while (joining, workers
         still starting and why); None: silent.
+      stall: None, or a ``proxy_tasks.StallRule`` for the main task's runs; a job that
+        names its task (meta-validation, the funnel) always trains to the end.
 
     Raises:
       WorkerPoolError: if a worker cannot build ``task_name``, the workers do not start
@@ -146,12 +151,14 @@ class RayEvaluator:
         max_consecutive_deaths: int | None = None,
         startup_timeout: float = 600.0,
         notify: Callable[[str], None] | None = None,
+        stall=None,
     ):
         if max_in_flight_per_worker < 1:
             raise ValueError(f"max_in_flight_per_worker must be >= 1, got {max_in_flight_per_worker}")
         if num_workers is not None and num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {num_workers}")
         self.task_name = task_name
+        self.stall = stall
         self._ray_started_as: str | None = None  # "local" or "joined" when this evaluator started it
         self._closed = False
         self._slots: list[_Slot] = []
@@ -211,7 +218,7 @@ class RayEvaluator:
         self._notify(f"{what} now; waiting for nodes to join (an autoscaler may add them)")
 
     def _new_actor(self):
-        return ProxyWorker.options(**self._actor_options).remote(self.task_name)
+        return ProxyWorker.options(**self._actor_options).remote(self.task_name, self.stall)
 
     def _wait_until_ready(self, timeout: float) -> None:
         pending = [slot.actor.ready.remote() for slot in self._slots]

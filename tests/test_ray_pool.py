@@ -163,3 +163,15 @@ def test_a_cluster_short_of_cpus_says_what_it_waits_for(ray_session, monkeypatch
     pattern = r"\d of 5 Ray workers still starting \(building 'mlp_digits_tiny'\); free now: .*; giving up in"
     assert any(re.match(pattern, note) for note in notes[1:]), notes
     assert ray.is_initialized()
+
+
+def test_a_stall_rule_stops_the_main_tasks_jobs_only(ray_session):
+    """The rule travels to the actor; a job naming its task (meta-validation) trains fully."""
+    from proxy_tasks import StallRule
+
+    zero = parse("def train(w, g, lr):\n  update = g * 0.0\n  return update\n")
+    with RayEvaluator(TASK, num_workers=1, stall=StallRule(check=0.25)) as pool:
+        completed = run_all(pool, [(400, zero, 0), (401, zero, 0, TASK)])
+    main, named = completed[400].result, completed[401].result
+    assert main.failure.startswith("stalled") and main.steps == 25
+    assert not named.failed and named.steps == 100
