@@ -18,6 +18,7 @@ import yaml
 
 import dsl
 from dsl.library import load_program
+from proxy_tasks import StallRule
 from search import ConfigError, load_rediscovery_config, rediscovery_config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +107,17 @@ def test_the_third_method_adds_only_the_duplicate_mutation_to_the_second():
     assert third.pipeline.out != second.pipeline.out
     assert replace(third.search, mutation=second.search.mutation) == second.search
     assert third.funnel == second.funnel
+
+
+def test_the_fourth_method_adds_only_the_stall_rule_to_the_third():
+    third = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v3.yaml")
+    fourth = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v4.yaml")
+    assert third.search.task.stall.rule is None
+    assert fourth.search.task.stall.rule == StallRule(check=0.2, window=0.05, min_drop=0.0005)
+    assert fourth.pipeline.out != third.pipeline.out
+    assert replace(fourth.search, task=third.search.task) == third.search
+    assert replace(fourth.search.task, stall=third.search.task.stall) == third.search.task
+    assert fourth.funnel == third.funnel
 
 
 def _with(data: dict, path: str, value) -> dict:
