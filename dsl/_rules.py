@@ -286,6 +286,22 @@ def slot_folds(graph: Graph) -> list[tuple[str, Graph]]:
     return candidates
 
 
+def zero_slots(graph: Graph) -> list[tuple[str, Graph]]:
+    """Candidates where a slot that is read but never written reads as 0.
+
+    State starts at zero, so a slot whose next value is its own incoming value holds 0 at
+    every step: its readers read the constant 0 instead, and the slot goes (the search
+    makes such programs; a dead slot must not count as a live one in the verdicts).
+    Returns ``(description, graph)`` pairs.
+    """
+    _, live_slot = graph.live()
+    return [
+        (f"slot {graph.state[i]!r} is never written: it holds 0", graph.redirected(FIRST_SLOT - i, 0.0))
+        for i, flag in enumerate(live_slot)
+        if flag and same_ref(graph.slot_values[i], FIRST_SLOT - i)
+    ]
+
+
 def _chain_between(graph: Graph, source: Ref, target: Ref) -> list[int] | None:
     """The nodes computing ``target`` from ``source`` and constants only, in order; None if others feed it."""
     if same_ref(source, target):

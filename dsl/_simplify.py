@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from ._equivalence import Trajectory, difference, trajectory
 from ._graph import Graph, is_constant
 from ._program import Program, parse
-from ._rules import RULES, slot_folds
+from ._rules import RULES, slot_folds, zero_slots
 
 UPDATE_TOLERANCE = 1e-4
 """Default: largest relative update difference on the probe that still counts as equal."""
@@ -262,6 +262,8 @@ class _Run:
                     yield name, f"line {index + 2}", rewritten
         for detail, folded in slot_folds(graph):
             yield "fold_slot", detail, folded
+        for detail, zeroed in zero_slots(graph):
+            yield "zero_slot", detail, zeroed
 
     def _first_rewrite(self, program: Program, reference) -> Program | None:
         baseline = cost(program)

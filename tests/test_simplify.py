@@ -117,6 +117,12 @@ RULE_CASES = {
         "def train(w, g, m, lr):\n  v = m * 2.0\n  c = interp(g, v, 0.9)\n  update = sign(c)\n"
         "  m = interp(g, m, 0.99)\n  return update, m\n",
     ),
+    "zero_slot": (
+        # v is read but never written, so it holds its starting 0: v + 1 is 1 and m / 1 is m.
+        "def train(w, g, m, v, lr):\n  m = interp(g, m, 0.9)\n  d = v + 1.0\n  update = m / d\n"
+        "  update = update * lr\n  return update, m, v\n",
+        "def train(w, g, m, lr):\n  m = interp(g, m, 0.9)\n  update = m * lr\n  return update, m\n",
+    ),
 }
 
 
@@ -137,7 +143,7 @@ def test_each_rule_gives_the_expected_program_with_equal_updates(rule):
 def test_every_rule_has_a_case():
     from dsl._rules import RULES
 
-    assert set(RULES) | {"fold_slot"} == set(RULE_CASES)
+    assert set(RULES) | {"fold_slot", "zero_slot"} == set(RULE_CASES)
 
 
 def test_slots_holding_the_same_value_merge():
