@@ -3,6 +3,7 @@
     python scripts/rediscover_lion.py                                  # configs/rediscover_lion.yaml
     python scripts/rediscover_lion.py --seeds 1 --minutes 5 --out runs/try
     python scripts/rediscover_lion.py --report docs/rediscovery.md --docs docs/rediscovery
+    python scripts/rediscover_lion.py --seeds 2 --no-baselines     # the evolution seeds only
 
 The same command again continues a killed pipeline (nothing finished is run twice) or, when
 everything is done, only rewrites the report. The steps are in ``search._rediscovery``, the
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, help="evolution seeds 0 .. N-1 (pipeline.seeds)")
     parser.add_argument("--minutes", type=float, help="wall time of each search (pipeline.minutes)")
     parser.add_argument("--out", help="where runs and the report go (pipeline.out)")
+    parser.add_argument(
+        "--no-baselines", action="store_true", help="leave the baseline methods out (pipeline.baselines: [])"
+    )
     parser.add_argument("--report", help="also write the report here (e.g. docs/rediscovery.md)")
     parser.add_argument(
         "--docs", help="where the report's linked files are copied (default: REPORT without .md)"
@@ -45,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             print(message, file=sys.stderr, flush=True)
 
     try:
-        config = load_rediscovery_config(args.config, seeds=args.seeds, minutes=args.minutes, out=args.out)
+        config = load_rediscovery_config(
+            args.config,
+            seeds=args.seeds,
+            minutes=args.minutes,
+            out=args.out,
+            baselines=[] if args.no_baselines else None,
+        )
     except ConfigError as error:
         print(f"rediscover_lion: {error}", file=sys.stderr)
         return BAD_INPUT

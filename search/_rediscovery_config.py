@@ -104,7 +104,8 @@ def rediscovery_config_from_dict(data: Any, **overrides: Any) -> RediscoveryConf
     Args:
       data: the three sections.
       overrides: values replacing keys of the ``pipeline`` section (the command-line
-        options ``--seeds``, ``--minutes``, ``--out``), validated like them; None keeps the file's.
+        options ``--seeds``, ``--minutes``, ``--out``, ``--no-baselines``), validated like
+        them; None keeps the file's.
 
     Raises:
       ConfigError: naming the key path from the top of the file.

@@ -20,6 +20,7 @@ import dsl
 from dsl.library import load_program
 from proxy_tasks import StallRule
 from search import ConfigError, load_rediscovery_config, rediscovery_config_from_dict
+from search._rediscovery import pipeline_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "rediscover_lion.py"
@@ -83,6 +84,18 @@ def test_the_repository_config_loads():
     run = config.run_config(3, "random")
     assert (run.seed, run.search.mode, run.budget.wall_seconds) == (3, "random", 90.0)
     assert run.task == config.search.task and run.search.population_size == 100
+
+
+def test_no_baselines_leaves_the_evolution_seeds_only():
+    path = ROOT / "configs" / "rediscover_lion_v4.yaml"
+    assert [r.name for r in pipeline_runs(load_rediscovery_config(path, seeds=2))] == [
+        "seed0",
+        "seed1",
+        "random-seed0",
+        "constants_only-seed0",
+    ]
+    config = load_rediscovery_config(path, seeds=2, baselines=[])
+    assert [r.name for r in pipeline_runs(config)] == ["seed0", "seed1"]
 
 
 def test_the_second_method_differs_from_the_first_only_in_its_two_changes():
