@@ -361,7 +361,8 @@ class Task:
             finite = jnp.isfinite(loss)
             if stall:
                 at_check = t == check_step
-                window_sum = carry["window_sum"] + jnp.where((t >= window_start) & ~at_check, loss, 0.0)
+                in_window = (t >= window_start) & (t < check_step)
+                window_sum = carry["window_sum"] + jnp.where(in_window, loss, 0.0)
                 reference = jax.lax.cond(at_check, untrained_loss, lambda: carry["reference"])
                 mean = window_sum / (check_step - window_start)
                 stalled = at_check & (mean >= reference - stall.min_drop * abs(reference))
