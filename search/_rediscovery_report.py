@@ -212,11 +212,16 @@ def report_markdown(
         f"`{search.task.name}` (seeds {list(search.task.seeds)}), {search.search.parallel_searches} "
         f"population(s) of {search.search.population_size}, tournaments of {search.search.tournament_size}, "
         f"restart from the best after {search.search.restart_after} children without improvement, "
-        f"{pipeline.minutes:g} minutes of wall time; then the funnel (stages {stages}) against tuned "
+        f"{pipeline.minutes:g} minutes of wall time{_stall_text(search.task.stall.rule)}; then the funnel "
+        f"(stages {stages}) against tuned "
         f"{baselines}; the winner (best test mean at the deepest stage reached) simplified "
         "(`dsl.simplify`: probe-verified steps only, the same updates); the closest known optimizer "
-        "(`dsl.closest_optimizer`); plots. Baseline methods: "
-        f"{', '.join(pipeline.baselines) or 'none'} (seeds {list(pipeline.baseline_seeds)}), same budget.",
+        "(`dsl.closest_optimizer`); plots. "
+        + (
+            f"Baseline methods: {', '.join(pipeline.baselines)} (seeds {list(pipeline.baseline_seeds)}), same budget."
+            if pipeline.baselines
+            else "No baseline method was run."
+        ),
         "",
         "Lion family: the closest known optimizer is in the Lion family (sign, tanh or clip of an "
         "interpolation of the gradient and one momentum slot updated by its own interpolation), with "
@@ -258,3 +263,13 @@ def report_markdown(
         lines += [f"![{s['name']}: {Path(p).stem}]({_link(p, base)})" for p in files[s["name"]]["plots"]]
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _stall_text(rule) -> str:
+    """The search's stall rule (``task.stall``) in words, or nothing when there is none."""
+    if rule is None:
+        return ""
+    return (
+        f", a child stopped and failed as stalled when after {rule.check:.0%} of its steps its mean training "
+        f"loss is not more than {rule.min_drop:g} (relative) below the untrained model's (`task.stall`)"
+    )

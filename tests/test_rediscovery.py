@@ -21,6 +21,7 @@ from dsl.library import load_program
 from proxy_tasks import StallRule
 from search import ConfigError, load_rediscovery_config, rediscovery_config_from_dict
 from search._rediscovery import pipeline_runs
+from search._rediscovery_report import report_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "rediscover_lion.py"
@@ -96,6 +97,18 @@ def test_no_baselines_leaves_the_evolution_seeds_only():
     ]
     config = load_rediscovery_config(path, seeds=2, baselines=[])
     assert [r.name for r in pipeline_runs(config)] == ["seed0", "seed1"]
+
+
+def test_the_report_states_the_stall_rule_and_that_no_baseline_ran():
+    v4 = ROOT / "configs" / "rediscover_lion_v4.yaml"
+    text = report_markdown(load_rediscovery_config(v4, baselines=[]), [], "cmd", {}, Path("out"))
+    assert "after 20% of its steps its mean training loss is not more than 0.0005 (relative)" in text
+    assert "No baseline method was run." in text and "Baseline methods:" not in text
+    v3 = report_markdown(
+        load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v3.yaml"), [], "cmd", {}, Path("o")
+    )
+    assert "stalled" not in v3
+    assert "Baseline methods: random, constants_only (seeds [0]), same budget." in v3
 
 
 def test_the_second_method_differs_from_the_first_only_in_its_two_changes():
