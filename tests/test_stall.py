@@ -26,6 +26,12 @@ def stalling():
     return proxy_tasks.get(TINY, RULE)
 
 
+def test_the_plain_task_is_built_once_however_it_is_asked_for(stalling):
+    # The evaluators ask for get(name, None), other code for get(name): one task, one compilation.
+    assert proxy_tasks.get(TINY) is proxy_tasks.get(TINY, None) is proxy_tasks.get(TINY, stall=None)
+    assert stalling is proxy_tasks.get(TINY, RULE) and stalling is not proxy_tasks.get(TINY)
+
+
 def test_a_program_that_does_not_learn_stops_at_the_check(stalling):
     result = stalling.evaluate(ZERO)
     assert result.failed and result.fitness == -math.inf
