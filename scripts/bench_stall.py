@@ -18,7 +18,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,10 +29,9 @@ from search import RunDirectory
 ZERO_UPDATE = "def train(w, g, m, v, lr):\n  update = g * 0.0\n  return update, m, v\n"
 
 
-def trained_programs(run: Path) -> list[dict]:
+def trained_programs(run: RunDirectory) -> list[dict]:
     """The run's children that were trained (not cache hits) and did not fail."""
-    rows = [json.loads(line) for line in (run / "individuals.jsonl").read_text().splitlines() if line]
-    return [r for r in rows if r.get("cache_hit") is None and r.get("failure") is None]
+    return [r for r in run.read_log() if r.get("cache_hit") is None and r.get("failure") is None]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,14 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seeds the draw of programs")
     args = parser.parse_args(argv)
 
-    config = RunDirectory.open(args.run).config()
+    run = RunDirectory.open(args.run)
+    config = run.config()
     name, seed = config.task.name, config.task.seeds[0]
     rule = proxy_tasks.StallRule(args.check, args.window, args.min_drop)
     plain, stalling = proxy_tasks.get(name), proxy_tasks.get(name, rule)
     untrained = plain.evaluate(ZERO_UPDATE, seed).fitness
     stalling.evaluate(ZERO_UPDATE, seed)  # compile both before timing
 
-    rows = trained_programs(args.run)
+    rows = trained_programs(run)
     draw = np.random.default_rng(args.seed).choice(len(rows), min(args.programs, len(rows)), replace=False)
     seconds_plain = seconds_stalling = 0.0
     stopped, stopped_not_learning, lost, kept = 0, 0, [], []
