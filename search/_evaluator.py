@@ -93,6 +93,12 @@ def get_task(name: str, stall=None):
     return proxy_tasks.get(name, stall)
 
 
+def job_task(task_name: str | None, main_task: str, stall=None):
+    """The task a job trains on: the main task with its ``stall`` rule when the job names
+    none; a task the job names (meta-validation, the funnel) without it, to the end."""
+    return get_task(main_task, stall) if task_name is None else get_task(task_name)
+
+
 def sanitize(result: Result) -> Result:
     """A result whose fitness is never NaN or +-inf unless it is marked failed.
 
@@ -194,8 +200,7 @@ class InProcessEvaluator:
         if not self._queue:
             return []
         job_id, program, seeds, name = self._queue.popleft()
-        task = get_task(self.task_name, self.stall) if name is None else get_task(name)
-        result = evaluate_seeds(task, program, seeds)
+        result = evaluate_seeds(job_task(name, self.task_name, self.stall), program, seeds)
         return [Completed(job_id, result, "inprocess")]
 
     def close(self) -> None:

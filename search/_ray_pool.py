@@ -37,7 +37,7 @@ import proxy_tasks
 import search
 from dsl import Program, parse
 
-from ._evaluator import Completed, evaluate_seeds, get_task
+from ._evaluator import Completed, evaluate_seeds, get_task, job_task
 from ._ray_cluster import join, start_local
 
 # One compute thread per JAX process: each actor owns one CPU (``num_cpus=1``), and XLA's
@@ -81,8 +81,7 @@ class ProxyWorker:
 
     def evaluate(self, program_text: str, seeds: tuple[int, ...], task_name: str | None = None):
         """Train ``program_text`` with each of ``seeds`` on ``task_name`` (None: the main task); the mean."""
-        task = get_task(self._main_task, self._stall) if task_name is None else get_task(task_name)
-        return evaluate_seeds(task, parse(program_text), seeds)
+        return evaluate_seeds(job_task(task_name, self._main_task, self._stall), parse(program_text), seeds)
 
 
 @dataclass
