@@ -28,6 +28,7 @@ import functools
 
 import numpy as np
 
+from ._fingerprint import split_leaves
 from ._ops import OPS, _leafwise
 from ._program import Program
 
@@ -61,8 +62,8 @@ def probe_inputs() -> tuple[tuple[Inputs, ...], ...]:
         runs.append(
             tuple(
                 (
-                    _split(weights[t]),
-                    _split(gradients[t]),
+                    split_leaves(weights[t], PROBE_SHAPES),
+                    split_leaves(gradients[t], PROBE_SHAPES),
                     np.asarray(PROBE_LR[t], np.float64),
                     np.asarray(float(t + 1), np.float64),
                 )
@@ -70,15 +71,6 @@ def probe_inputs() -> tuple[tuple[Inputs, ...], ...]:
             )
         )
     return tuple(runs)
-
-
-def _split(flat: np.ndarray) -> tuple[np.ndarray, ...]:
-    leaves, start = [], 0
-    for shape in PROBE_SHAPES:
-        count = int(np.prod(shape))
-        leaves.append(flat[start : start + count].reshape(shape).copy())
-        start += count
-    return tuple(leaves)
 
 
 def _gradients_far_from_zero(rng: np.random.Generator, size: int) -> np.ndarray:

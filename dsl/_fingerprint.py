@@ -52,21 +52,22 @@ def probe() -> tuple[
     size = sum(int(np.prod(shape)) for shape in PROBE_SHAPES)
     gradients = _gradients_far_from_cancelling(rng, size)
     weights = rng.uniform(0.5, 2.0, (STEPS, size)) * rng.choice([-1.0, 1.0], (STEPS, size))
-
-    def split(flat):
-        leaves, start = [], 0
-        for shape in PROBE_SHAPES:
-            count = int(np.prod(shape))
-            leaves.append(flat[start : start + count].reshape(shape).copy())
-            start += count
-        return tuple(leaves)
-
     return (
-        [split(row) for row in weights],
-        [split(row) for row in gradients],
+        [split_leaves(row, PROBE_SHAPES) for row in weights],
+        [split_leaves(row, PROBE_SHAPES) for row in gradients],
         [np.asarray(lr, np.float64) for lr in PROBE_LR],
         [np.asarray(float(t), np.float64) for t in range(1, STEPS + 1)],
     )
+
+
+def split_leaves(flat: np.ndarray, shapes) -> tuple[np.ndarray, ...]:
+    """``flat`` cut, in order, into fresh arrays of the given ``shapes`` (a probe's parameter tree)."""
+    leaves, start = [], 0
+    for shape in shapes:
+        count = int(np.prod(shape))
+        leaves.append(flat[start : start + count].reshape(shape).copy())
+        start += count
+    return tuple(leaves)
 
 
 def _gradients_far_from_cancelling(rng: np.random.Generator, size: int) -> np.ndarray:
