@@ -61,6 +61,7 @@ def main(argv=None) -> int:
         "evaluations": result.evaluations + len(args.eval_seeds),
         "cpu_seconds": time.process_time() - start,
         "eval_seeds": args.eval_seeds,
+        "higher_is_better": task.model.higher_is_better,
         "test": test,
     }
     Path(args.out).write_text(json.dumps(report, indent=1))

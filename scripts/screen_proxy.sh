@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Does a proxy reward Lion over what the searches found? Tune tuned Lion's rivals on one
+# proxy with the same grid and seeds (scripts/proxy_tuned_check.py: proxy_tasks.tuned, 3
+# tuning seeds, the growing grid, test on 5 other seeds): AdamW, the single-beta ablation,
+# and every search winner given as a program file. Then one paired table against Lion
+# (scripts/proxy_paired.py). Two programs at a time (2 cores); a finished program's JSON
+# is kept, so a killed screen resumes.
+#
+#   scripts/screen_proxy.sh OUT_DIR TASK [VARIANT] -- PROGRAM...
+#   scripts/screen_proxy.sh docs/proxy_design_data/screen_b128 markov_b128 "batch_size=128" -- \
+#       lion adamw ablation_0.9 docs/rediscovery_v[234]/seed*.txt
+#
+# VARIANT (markov_lm_a's keys to override) registers TASK for the screen only; without it
+# TASK must be registered.
+set -euo pipefail
+if [[ $# -lt 4 ]]; then
+  sed -n '2,14p' "$0" >&2
+  exit 2
+fi
+out=$1 task=$2
+shift 2
+variant=""
+if [[ $1 != "--" ]]; then
+  variant=$1
+  shift
+fi
+[[ $1 == "--" ]] || { echo "screen_proxy.sh: expected -- before the programs" >&2; exit 2; }
+shift
+mkdir -p "$out"
+here=$(cd "$(dirname "$0")" && pwd)
+
+json_name() { # lion -> lion.json; docs/rediscovery_v4/seed1.txt -> rediscovery_v4_seed1.json
+  local name=${1%.txt}
+  name=${name#docs/}
+  echo "${name//\//_}.json"
+}
+
+pids=()
+run_one() {
+  local program=$1 target
+  target="$out/$(json_name "$program")"
+  [[ -s $target ]] && return 0
+  local args=(--task "$task" --program "$program" --out "$target.tmp")
+  [[ -n $variant ]] && args+=(--variant "$variant")
+  python "$here/proxy_tuned_check.py" "${args[@]}" >"$target.log" 2>&1 && mv "$target.tmp" "$target" && rm "$target.log"
+}
+for program in "$@"; do
+  run_one "$program" &
+  pids+=($!)
+  if ((${#pids[@]} == 2)); then
+    wait "${pids[0]}" || echo "failed: see $out/*.log" >&2
+    pids=("${pids[1]}")
+  fi
+done
+for pid in "${pids[@]}"; do wait "$pid" || echo "failed: see $out/*.log" >&2; done
+python "$here/proxy_paired.py" "$out"/*.json --reference lion | tee "$out/table.md"
