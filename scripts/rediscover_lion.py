@@ -4,6 +4,7 @@
     python scripts/rediscover_lion.py --seeds 1 --minutes 5 --out runs/try
     python scripts/rediscover_lion.py --report docs/rediscovery.md --docs docs/rediscovery
     python scripts/rediscover_lion.py --seeds 2 --no-baselines     # the evolution seeds only
+    python scripts/rediscover_lion.py --first-seed 5 --seeds 2     # evolution seeds 5 and 6
 
 The same command again continues a killed pipeline (nothing finished is run twice) or, when
 everything is done, only rewrites the report. The steps are in ``search._rediscovery``, the
@@ -29,7 +30,8 @@ from symdisc.exit_codes import BAD_INPUT
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="configs/rediscover_lion.yaml", help="the pipeline's YAML")
-    parser.add_argument("--seeds", type=int, help="evolution seeds 0 .. N-1 (pipeline.seeds)")
+    parser.add_argument("--seeds", type=int, help="how many evolution seeds (pipeline.seeds)")
+    parser.add_argument("--first-seed", type=int, help="the first evolution seed (pipeline.first_seed)")
     parser.add_argument("--minutes", type=float, help="wall time of each search (pipeline.minutes)")
     parser.add_argument("--out", help="where runs and the report go (pipeline.out)")
     parser.add_argument(
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_rediscovery_config(
             args.config,
             seeds=args.seeds,
+            first_seed=args.first_seed,
             minutes=args.minutes,
             out=args.out,
             baselines=[] if args.no_baselines else None,

@@ -9,7 +9,9 @@ For each run (the evolution seeds, then each baseline method's seeds), in ``OUT/
    with ``dsl.simplify`` (dead code, probe-verified rewrites and rounding; no ablation, so
    the same updates): ``winner.txt`` (raw), ``simplified.txt``, the steps
    in ``simplification.txt``;
-4. the verdict from ``dsl.closest_optimizer`` and the funnel's last stage;
+4. the verdict from ``dsl.closest_optimizer`` and the funnel's last stage; with
+   ``pipeline.ablation_tolerance``, the paper's ablation step too (``_rediscovery_ablation``:
+   ``ablated.txt``, ``ablation.txt``, ``ablation/``) and the ablated program's own verdict;
 5. the first Lion-family program of the search (``first_lion_family``, kept in ``first_lion_family.json``);
 6. plots (``plots/``) and ``summary.json``: every number of the report's row.
 
@@ -34,9 +36,11 @@ from dsl.library import load_program
 from ._config import Config
 from ._funnel import FunnelOutcome, Row, StageOutcome, run_funnel
 from ._funnel_report import FUNNEL_JSON, _comparison, _estimate
+from ._funnel_stats import paired_comparison
 from ._inspect import read_run, summarize
 from ._lion_scan import first_lion_family
 from ._progress import Progress
+from ._rediscovery_ablation import AblationOutcome, ablate_winner
 from ._rediscovery_config import RediscoveryConfig
 from ._rundir import CONFIG, RunDirectory, _write_atomically
 
@@ -69,9 +73,10 @@ class PipelineRun:
 
 
 def pipeline_runs(config: RediscoveryConfig) -> list[PipelineRun]:
-    """The evolution seeds 0 .. seeds - 1, then each baseline method with each baseline seed."""
+    """The evolution seeds first_seed .. first_seed + seeds - 1, then each baseline method's seeds."""
     pipeline = config.pipeline
-    runs = [PipelineRun("evolution", seed) for seed in range(pipeline.seeds)]
+    first = pipeline.first_seed
+    runs = [PipelineRun("evolution", seed) for seed in range(first, first + pipeline.seeds)]
     runs += [PipelineRun(method, seed) for method in pipeline.baselines for seed in pipeline.baseline_seeds]
     return runs
 
@@ -157,10 +162,14 @@ def run_one(
     write_winner(winner, search_dir, directory / WINNER)
     simplified = simplify_winner(winner, directory, log)
     log(f"{run.name}: closest known optimizer of the simplified winner")
-    try:
-        match, closest_error = dsl.closest_optimizer(simplified), None
-    except ValueError as error:  # no finite update on the probe
-        match, closest_error = None, str(error)
+    match, closest_error = closest_or_error(simplified)
+    tolerance = config.pipeline.ablation_tolerance
+    ablation = None
+    if tolerance is not None:
+        funnel_dir = directory / FUNNEL_DIR
+        ablation = ablate_winner(
+            outcome, winner, simplified, tolerance, directory, funnel_dir, evaluator, log
+        )
     first = first_lion_family_hit(search_dir, directory, log)
     log(f"{run.name}: plots into {directory / PLOTS_DIR}")
     from ._plots import plot_run  # matplotlib is imported only to plot
@@ -168,8 +177,12 @@ def run_one(
     plots = plot_run(read_run(search_dir), directory / PLOTS_DIR, directory / FUNNEL_DIR / FUNNEL_JSON)
     summary = run_summary(run, directory, outcome, stage, winner, simplified, match, closest_error, first)
     summary["plots"] = [str(Path(path).relative_to(directory)) for path in plots]
+    if ablation is not None:
+        summary["ablation"] = ablation_summary(ablation, tolerance, summary["verdict"], summary["reference"])
     _write_atomically(summary_file, json.dumps(summary, indent=1, allow_nan=False))
     log(f"{run.name}: {summary['verdict']}")
+    if ablation is not None:
+        log(f"{run.name}: after ablation: {summary['ablation']['verdict']}")
     return summary
 
 
@@ -235,10 +248,11 @@ def write_winner(winner: Row, search_dir: Path, file: Path) -> None:
 def simplify_winner(winner: Row, directory: Path, log: Callable[[str], None]) -> Program:
     """``dsl.simplify`` of the winner with probe-verified steps only; read back once written.
 
-    No fitness-based ablation: the verdict must describe the program the funnel measured.
-    On markov_lm_a, ablation judged on the search seed removed AdamW's momentum and weight
-    decay from the warm start (each costs less than its 1e-3 tolerance there), which would
-    turn a Lion into a Signum as easily.
+    No fitness-based ablation here: this program is the one the funnel measured. On
+    markov_lm_a, ablation judged on the search seed removed AdamW's momentum and weight decay
+    from the warm start (each costs less than its 1e-3 tolerance there), which would turn a
+    Lion into a Signum as easily; the optional ablation step (``_rediscovery_ablation``)
+    judges on the tuning seeds and measures its program through the funnel again.
     """
     file = directory / SIMPLIFIED
     if file.is_file():
@@ -313,21 +327,7 @@ def run_summary(
     candidate = winner.candidate
     reference = outcome.config.baselines.reference
     last_configured = outcome.stages[-1]  # the funnel runs every configured stage (some skipped)
-    closest = None
-    if match is not None:
-        closest = {
-            "name": match.name,
-            "constants": {name: _finite(value) for name, value in match.constants.items()},
-            "beta1": _finite(match.beta1),
-            "beta2": _finite(match.beta2),
-            "learning_rate": _finite(match.constants.get("learning_rate")),
-            "weight_decay": _finite(match.constants.get("weight_decay")),
-            "sign_agreement": match.sign_agreement,
-            "error": _finite(match.error),
-            "live_state_slots": list(match.live_state_slots),
-            "lion_family": match.lion_family,
-            "is_lion": match.is_lion,
-        }
+    closest = closest_data(match)
     text = verdict(match, closest_error, last_configured, winner, reference)
     return {
         "name": run.name,
@@ -365,6 +365,57 @@ def run_summary(
     }
 
 
+def closest_data(match: dsl.ClosestMatch | None) -> dict | None:
+    """The closest known optimizer's name, fitted constants and Lion-family checks, as JSON-safe data."""
+    if match is None:
+        return None
+    return {
+        "name": match.name,
+        "constants": {name: _finite(value) for name, value in match.constants.items()},
+        "beta1": _finite(match.beta1),
+        "beta2": _finite(match.beta2),
+        "learning_rate": _finite(match.constants.get("learning_rate")),
+        "weight_decay": _finite(match.constants.get("weight_decay")),
+        "sign_agreement": match.sign_agreement,
+        "error": _finite(match.error),
+        "live_state_slots": list(match.live_state_slots),
+        "lion_family": match.lion_family,
+        "is_lion": match.is_lion,
+    }
+
+
+def closest_or_error(program: Program) -> tuple[dsl.ClosestMatch | None, str | None]:
+    """``dsl.closest_optimizer`` of ``program``, or why there is none (no finite update on the probe)."""
+    try:
+        return dsl.closest_optimizer(program), None
+    except ValueError as error:
+        return None, str(error)
+
+
+def ablation_summary(ablation: AblationOutcome, tolerance: float, funnel_text: str, reference: str) -> dict:
+    """The ablation's figures and its verdict (the funnel winner's, ``funnel_text``, when nothing went)."""
+    data = {
+        "tolerance": tolerance,
+        "validation_seeds": ablation.validation_seeds,
+        "validation_before": _finite(ablation.simplification.fitness_before),
+        "validation_after": _finite(ablation.simplification.fitness_after),
+        "removed": ablation.removed,
+        "changed": ablation.changed,
+        "program": ablation.program.to_text(),
+        "closest": None,
+        "stages": [],
+        "verdict": funnel_text,
+    }
+    if ablation.changed:
+        match, error = closest_or_error(ablation.program)
+        data["closest"] = closest_data(match)
+        data["stages"] = [_stage_figures(stage, ablation.row.label) for stage in ablation.stages]
+        data["verdict"] = verdict(match, error, ablation.stages[-1], ablation.row, reference)
+    data["lion"] = data["verdict"] == "Lion"
+    data["lion_family"] = data["verdict"] == "Lion" or data["verdict"].startswith("Lion family")
+    return data
+
+
 def _stage_figures(stage: StageOutcome, label: str) -> dict:
     """The winner's and each tuned baseline's test mean and SE at ``stage``."""
     row = stage.row(label)
@@ -376,6 +427,7 @@ def _stage_figures(stage: StageOutcome, label: str) -> dict:
         "standard_errors": stage.config.standard_errors,
         "winner": None if row is None else _estimate(row.test),
         "winner_vs_reference": None if row is None else _comparison(row.comparison),
+        "winner_vs_baselines": None if row is None else _versus(row, baselines, stage.config.standard_errors),
         "baselines": [
             {
                 "name": r.tuned.name,
@@ -386,6 +438,15 @@ def _stage_figures(stage: StageOutcome, label: str) -> dict:
             }
             for r in baselines
         ],
+    }
+
+
+def _versus(row: Row, baselines: list[Row], k: float) -> dict:
+    """The row's paired comparison with each tuned baseline's row, on the stage's test seeds."""
+    test = [r.test_fitness for r in row.results]
+    return {
+        b.tuned.name: _comparison(paired_comparison(test, [r.test_fitness for r in b.results], k))
+        for b in baselines
     }
 
 

@@ -21,6 +21,7 @@ from ._config import (
     _is_int,
     _is_number,
     _nonempty_str,
+    _optional,
     _positive_int,
     _spec,
     config_from_dict,
@@ -44,7 +45,12 @@ def _is_seeds(x: Any) -> bool:
 class PipelineSection:
     """What the pipeline runs and where it writes."""
 
-    seeds: int = _spec(5, "an int >= 1", _positive_int, "independent searches, seeds 0 .. seeds - 1")
+    seeds: int = _spec(
+        5, "an int >= 1", _positive_int, "independent searches, seeds first_seed .. first_seed + seeds - 1"
+    )
+    first_seed: int = _spec(
+        0, "an int >= 0", lambda x: _is_int(x) and x >= 0, "the first evolution seed (a method's fresh seeds)"
+    )
     minutes: float = _spec(
         30.0, "a number > 0", lambda x: _is_number(x) and x > 0, "wall-time budget of each search"
     )
@@ -58,6 +64,13 @@ class PipelineSection:
         (0,), "a list of distinct ints >= 0", _is_seeds, "the seeds of each baseline method"
     )
     out: str = _spec("runs/rediscover", "a directory path (string)", _nonempty_str, "where everything goes")
+    ablation_tolerance: float | None = _spec(
+        None,
+        "null or a number > 0",
+        _optional(lambda x: _is_number(x) and x > 0),
+        "null: the verdict judges the probe-simplified winner; a number: the validation fitness a "
+        "statement's removal may cost in the paper's ablation step (search._rediscovery_ablation)",
+    )
 
     def __post_init__(self):
         object.__setattr__(self, "baselines", tuple(self.baselines))
@@ -104,7 +117,7 @@ def rediscovery_config_from_dict(data: Any, **overrides: Any) -> RediscoveryConf
     Args:
       data: the three sections.
       overrides: values replacing keys of the ``pipeline`` section (the command-line
-        options ``--seeds``, ``--minutes``, ``--out``, ``--no-baselines``), validated like
+        options ``--seeds``, ``--first-seed``, ``--minutes``, ``--out``, ``--no-baselines``), validated like
         them; None keeps the file's.
 
     Raises:

@@ -19,6 +19,7 @@ from dsl import LION_BETA_GAP, prune
 from ._inspect import read_run
 from ._inspect_cli import run_report
 from ._rediscovery import FUNNEL_DIR, SEARCH_DIR, SIMPLIFIED, WINNER
+from ._rediscovery_ablation import ABLATED, ABLATION_STEPS
 from ._rediscovery_config import RediscoveryConfig
 from ._rundir import _write_atomically
 
@@ -37,13 +38,16 @@ def run_files(out: Path, summary: dict) -> dict:
     directory = out / summary["name"]
     inspect = directory / INSPECT
     _write_atomically(inspect, run_report(read_run(directory / SEARCH_DIR)))
-    return {
+    files = {
         "simplified": directory / SIMPLIFIED,
         "raw": directory / WINNER,
         "inspect": inspect,
         "funnel": directory / FUNNEL_DIR / "funnel.md",
         "plots": [directory / plot for plot in summary["plots"]],
     }
+    if summary.get("ablation"):
+        files["ablated"], files["ablation_steps"] = directory / ABLATED, directory / ABLATION_STEPS
+    return files
 
 
 def copy_files(files: dict, docs: Path, name: str) -> dict:
@@ -57,8 +61,11 @@ def copy_files(files: dict, docs: Path, name: str) -> dict:
         "funnel": folder / "funnel.md",
         "plots": [folder / Path(plot).name for plot in files["plots"]],
     }
-    for key in ("simplified", "raw", "inspect", "funnel"):
-        shutil.copyfile(files[key], copies[key])
+    if "ablated" in files:
+        copies["ablated"], copies["ablation_steps"] = folder / ABLATED, folder / ABLATION_STEPS
+    for key in ("simplified", "raw", "inspect", "funnel", "ablated", "ablation_steps"):
+        if key in files:
+            shutil.copyfile(files[key], copies[key])
     for source, target in zip(files["plots"], copies["plots"], strict=True):
         shutil.copyfile(source, target)
     return copies
@@ -181,10 +188,69 @@ def table_row(summary: dict, files: dict, base: Path) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
+def final(summary: dict) -> dict:
+    """What the pipeline's verdict judged: the ablation's (when it ran) or the simplified winner's."""
+    return summary.get("ablation") or summary
+
+
 def lion_count(summaries: list[dict]) -> tuple[int, int]:
-    """(evolution seeds whose verdict is Lion, evolution seeds)."""
+    """(evolution seeds whose final verdict is Lion, evolution seeds)."""
     seeds = [s for s in summaries if s["method"] == "evolution"]
-    return sum(s["lion"] for s in seeds), len(seeds)
+    return sum(final(s)["lion"] for s in seeds), len(seeds)
+
+
+def _comparison_text(comparison: dict | None) -> str:
+    if comparison is None or comparison["difference"] is None:
+        return "—"
+    se = "—" if comparison["se"] is None else f"{comparison['se']:.4f}"
+    return f"{comparison['difference']:+.4f} ± {se}"
+
+
+def ablation_rows(summaries: list[dict], files: dict, base: Path) -> list[str]:
+    """The ablation table: what went, the validation fitness, the ablated program at each stage, the verdict."""
+    stage_names = [s["name"] for s in summaries[0]["stages"]]
+    lines = [
+        "| run | removed | validation before / after | ablated program | "
+        + " | ".join(f"stage {name}: ablated / vs reference / vs others" for name in stage_names)
+        + " | closest (β1, β2, sign agreement) | verdict before ablation | verdict after |",
+        "|" + "---|" * (7 + len(stage_names)),
+    ]
+    for summary in summaries:
+        ablation = summary.get("ablation")
+        if not ablation:
+            continue
+        f = files[summary["name"]]
+        program = f"[file]({_link(f['ablated'], base)}): `{one_line(ablation['program'])}`"
+        validation = f"{_number(ablation['validation_before'])} / {_number(ablation['validation_after'])}"
+        stages = {stage["name"]: stage for stage in ablation["stages"]}
+        cells = [summary["name"], f"[{ablation['removed']}]({_link(f['ablation_steps'], base)})", validation]
+        cells.append(program if ablation["changed"] else "(nothing went)")
+        for name in stage_names:
+            stage = stages.get(name)
+            if stage is None or stage["winner"] is None:
+                cells.append("—")
+                continue
+            versus = stage["winner_vs_baselines"]
+            others = [
+                f"{b['name']} {_comparison_text(versus[b['name']])}"
+                for b in stage["baselines"]
+                if not b["reference"]
+            ]
+            cells.append(
+                " / ".join(
+                    [_mean_se(stage["winner"]), _comparison_text(stage["winner_vs_reference"]), *others]
+                )
+            )
+        closest = ablation["closest"]
+        cells.append(
+            "—"
+            if closest is None
+            else f"{closest['name']} ({_number(closest['beta1'], 3)}, {_number(closest['beta2'], 3)}, "
+            f"{_percent(closest['sign_agreement'])})"
+        )
+        cells += [summary["verdict"], ablation["verdict"]]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return lines
 
 
 def report_markdown(
@@ -198,6 +264,8 @@ def report_markdown(
         f"{s.name}: task {s.task}, seeds {list(s.seeds)}, k = {s.standard_errors:g}" for s in funnel.stages
     )
     lion, seeds = lion_count(summaries)
+    before = sum(s["lion"] for s in summaries if s["method"] == "evolution")
+    before_text = f" after ablation (before it: {before} of {seeds})" if pipeline.ablation_tolerance else ""
     longest = max((s["wall_seconds"] for s in summaries if s["method"] == "evolution"), default=0.0)
     met = lion >= GOAL_SEEDS and seeds >= GOAL_OF and longest <= 60 * GOAL_MINUTES
     lines = [
@@ -217,6 +285,7 @@ def report_markdown(
         f"{baselines}; the winner (best test mean at the deepest stage reached) simplified "
         "(`dsl.simplify`: probe-verified steps only, the same updates); the closest known optimizer "
         "(`dsl.closest_optimizer`); plots. "
+        + _ablation_text(pipeline.ablation_tolerance, search.task.name, funnel.tuning.seeds)
         + (
             f"Baseline methods: {', '.join(pipeline.baselines)} (seeds {list(pipeline.baseline_seeds)}), same budget."
             if pipeline.baselines
@@ -232,7 +301,7 @@ def report_markdown(
         "",
         "## Result",
         "",
-        f"**Lion in {lion} of {seeds} seeds** (goal: at least {GOAL_SEEDS} of {GOAL_OF}, each search within "
+        f"**Lion in {lion} of {seeds} seeds**{before_text} (goal: at least {GOAL_SEEDS} of {GOAL_OF}, each search within "
         f"{GOAL_MINUTES} minutes; longest search here {longest / 60:.1f} min): goal "
         + ("**met**." if met else "**not met**."),
         "",
@@ -250,6 +319,9 @@ def report_markdown(
         lines += ["", "## Baseline methods (same budget)", ""]
         lines += _header(summaries, reference)
         lines += [table_row(s, files[s["name"]], base) for s in others]
+    if any(s.get("ablation") for s in summaries):
+        lines += ["", "## Ablation (the paper's simplification step 2)", ""]
+        lines += ablation_rows(summaries, files, base)
     lines += ["", "## Per run", ""]
     for s in summaries:
         f = files[s["name"]]
@@ -263,6 +335,19 @@ def report_markdown(
         lines += [f"![{s['name']}: {Path(p).stem}]({_link(p, base)})" for p in files[s["name"]]["plots"]]
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _ablation_text(tolerance: float | None, task: str, seeds) -> str:
+    """The ablation step in words, or nothing when the pipeline does not ablate."""
+    if tolerance is None:
+        return ""
+    return (
+        "Then the paper's second simplification step (arXiv:2302.06675, section 5): a statement of the "
+        f"simplified winner goes when its removal costs at most {tolerance:g} of mean validation fitness on "
+        f"`{task}` over the funnel's tuning seeds {list(seeds)} (`dsl.simplify`'s ablation), and the ablated "
+        "program goes through the funnel's stages against the same tuned baselines; the final verdict judges "
+        "the ablated program. "
+    )
 
 
 def _stall_text(rule) -> str:

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 import dsl
+from dsl import library
 from dsl.library import load_program
 from proxy_tasks import StallRule
 from search import ConfigError, load_rediscovery_config, rediscovery_config_from_dict
@@ -24,6 +26,7 @@ from search._rediscovery import pipeline_runs
 from search._rediscovery_report import report_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
+ABLATION_TOLERANCE = 0.005  # of mlp_digits_tiny's validation accuracy, in the tiny pipeline
 SCRIPT = ROOT / "scripts" / "rediscover_lion.py"
 
 
@@ -34,7 +37,9 @@ def _script():
     return module
 
 
-def tiny_config(out: Path, programs: int = 200, baselines=("random",), stage_seeds=(1, 2), top_k=2) -> dict:
+def tiny_config(
+    out: Path, programs: int = 200, baselines=("random",), stage_seeds=(1, 2), top_k=2, ablation=None
+) -> dict:
     """A pipeline on mlp_digits_tiny: small populations, a programs budget, one funnel stage."""
     return {
         "pipeline": {
@@ -43,6 +48,7 @@ def tiny_config(out: Path, programs: int = 200, baselines=("random",), stage_see
             "baselines": list(baselines),
             "baseline_seeds": [0],
             "out": str(out),
+            "ablation_tolerance": ablation,
         },
         "search": {
             "task": {"name": "mlp_digits_tiny", "seeds": [0]},
@@ -146,6 +152,24 @@ def test_the_fourth_method_adds_only_the_stall_rule_to_the_third():
     assert fourth.funnel == third.funnel
 
 
+def test_the_fifth_method_adds_only_the_ablation_step_and_fresh_seeds_to_the_fourth():
+    fourth = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v4.yaml")
+    fifth = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v5.yaml")
+    assert fourth.pipeline.ablation_tolerance is None and fifth.pipeline.ablation_tolerance == 0.001
+    assert (fourth.pipeline.first_seed, fifth.pipeline.first_seed) == (0, 10)
+    assert fifth.pipeline.out != fourth.pipeline.out
+    same = {"ablation_tolerance": None, "first_seed": 0, "out": fourth.pipeline.out}
+    assert replace(fifth.pipeline, **same) == fourth.pipeline
+    assert fifth.search == fourth.search and fifth.funnel == fourth.funnel
+    names = [
+        r.name
+        for r in pipeline_runs(
+            load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v5.yaml", seeds=2, baselines=[])
+        )
+    ]
+    assert names == ["seed10", "seed11"]
+
+
 def _with(data: dict, path: str, value) -> dict:
     """``data`` with the key at dotted ``path`` (``stages.0.seeds``) set to ``value``."""
     data = json.loads(json.dumps(data))
@@ -171,7 +195,14 @@ def _with(data: dict, path: str, value) -> dict:
         ),
         ("pipeline.baseline_seeds", 0, "pipeline.baseline_seeds: expected a list of distinct ints >= 0"),
         ("pipeline.out", "", "pipeline.out: expected a directory path (string), got ''"),
-        ("pipeline.islands", 2, "pipeline.islands: expected one of the keys seeds, minutes"),
+        ("pipeline.first_seed", -1, "pipeline.first_seed: expected an int >= 0, got -1"),
+        (
+            "pipeline.ablation_tolerance",
+            0,
+            "pipeline.ablation_tolerance: expected null or a number > 0, got 0",
+        ),
+        ("pipeline.ablation_tolerance", "1e-3", "pipeline.ablation_tolerance: expected null or a number > 0"),
+        ("pipeline.islands", 2, "pipeline.islands: expected one of the keys seeds, first_seed, minutes"),
         ("search.search.population_size", 1, "search.search.population_size: expected an int >= 3, got 1"),
         ("search.task.name", "nope", "search.task.name: expected a proxy task name"),
         ("search.budget", [1], "search.budget: expected a mapping of keys, got [1]"),
@@ -241,7 +272,8 @@ def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rediscovery")
     out = tmp / "out"
     config = write_config(
-        tmp / "tiny.yaml", tiny_config(out, programs=200, stage_seeds=(1, 2, 3, 4), top_k=4)
+        tmp / "tiny.yaml",
+        tiny_config(out, programs=200, stage_seeds=(1, 2, 3, 4), top_k=4, ablation=ABLATION_TOLERANCE),
     )
     seed0 = out / "seed0"
     individuals = seed0 / "search" / "individuals.jsonl"
@@ -257,6 +289,7 @@ def pipeline(tmp_path_factory):
     arguments += ["--docs", str(docs / "rediscovery")]
     code = _script().main(arguments)
     return {
+        "config": config,
         "out": out,
         "docs": docs,
         "arguments": arguments,
@@ -295,6 +328,7 @@ def test_a_killed_pipeline_resumes_and_redoes_nothing(pipeline):
         seed0 / "search" / "individuals.jsonl",
         seed0 / "funnel" / "evaluations.jsonl",
         seed0 / "summary.json",
+        seed0 / "ablation" / "evaluations.jsonl",
         pipeline["out"] / "random-seed0" / "search" / "individuals.jsonl",
     ]
     contents = [path.read_bytes() for path in logs]
@@ -370,8 +404,21 @@ def test_the_verdict_is_the_closest_optimizer_of_the_simplified_file(pipeline):
     for column, key, digits in (("β1", "beta1", 4), ("β2", "beta2", 4), ("lr", "learning_rate", 3)):
         value = {"beta1": match.beta1, "beta2": match.beta2}.get(key, match.constants.get(key))
         assert row[column] == ("—" if value is None else f"{value:.{digits}g}")
-    lion = int(row["verdict"] == "Lion")
-    assert f"**Lion in {lion} of 1 seeds**" in report
+    summary = json.loads((pipeline["out"] / "seed0" / "summary.json").read_text())
+    ablation = summary["ablation"]
+    assert ablation["program"] == load_program(str(pipeline["out"] / "seed0" / "ablated.txt")).to_text()
+    after = int(ablation["verdict"] == "Lion")
+    assert (
+        f"**Lion in {after} of 1 seeds** after ablation (before it: {int(row['verdict'] == 'Lion')} of 1)"
+        in report
+    )
+    ablation_row = _table(report, "seed0")  # the first table holding a seed0 row is the seeds table
+    assert ablation_row == row
+    lines = report.splitlines()
+    section = lines.index("## Ablation (the paper's simplification step 2)")
+    assert lines[section + 4].startswith("| seed0 | ") and lines[section + 4].endswith(
+        f" | {ablation['verdict']} |"
+    )
 
 
 @pytest.mark.slow
@@ -393,6 +440,74 @@ def test_the_reports_link_real_files_and_the_docs_copies(pipeline, capsys):
         run = pipeline["out"] / name
         assert (docs / f"{name}.txt").read_text() == (run / "simplified.txt").read_text()
         assert (docs / name / "funnel.md").read_text() == (run / "funnel" / "funnel.md").read_text()
+        if name == "seed0":  # the ablation's program and steps, beside the funnel report
+            for file in ("ablated.txt", "ablation.txt"):
+                assert (docs / name / file).read_text() == (run / file).read_text()
         capsys.readouterr()
         assert symdisc(["inspect", str(run / "search")]) == 0
         assert (docs / name / "inspect.txt").read_text() == capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_ablation_drops_what_costs_nothing_and_measures_the_rest_as_the_funnel_does(pipeline, tmp_path):
+    """Lion with a planted no-op (a global-norm clip at 1e6) ablated after the tiny pipeline's funnel."""
+    import statistics
+
+    import proxy_tasks
+    from search._cli import make_evaluator
+    from search._funnel import run_funnel
+    from search._rediscovery import ablation_summary, funnel_winner
+    from search._rediscovery_ablation import ablate_winner
+    from search._rediscovery_report import ablation_rows
+
+    config = load_rediscovery_config(pipeline["config"])
+    run = tmp_path / "seed0"
+    shutil.copytree(pipeline["out"] / "seed0", run)
+    evaluator = make_evaluator(config.search)
+    funnel = run_funnel(config.funnel, [str(run / "search")], run / "funnel", evaluator)  # all logged
+    _, winner = funnel_winner(funnel)
+    stage = funnel.stages[0]
+    # Lion at a learning rate that learns mlp_digits_tiny, without weight decay (which at this size
+    # changes no validation answer, so an ablation at tolerance 0 could take it too)
+    lion = library.load("lion").to_text().replace("lr * 0.0001", "lr * 0.01")
+    lion = dsl.parse(lion.replace("  wd = w * 0.01\n  update = update + wd\n", ""))
+    text = lion.to_text()
+    planted = dsl.parse(text.replace("sign(update)\n", "sign(update)\n  update = clip(update, 1000000.0)\n"))
+    assert len(planted.statements) == len(lion.statements) + 1
+    assert dsl.simplify(planted).program == planted  # no exact rewrite removes it: only the ablation can
+
+    # at a tolerance of 0 only what changes nothing measurable may go: the planted clip
+    ablation = ablate_winner(funnel, winner, planted, 0.0, run, run / "funnel", evaluator)
+    evaluator.close()
+    assert ablation.program == lion and ablation.removed == 1
+    assert (run / "ablated.txt").read_text().endswith(lion.to_text())
+
+    # validation on the tuning seeds only; the stage's seeds train the ablated program and nothing else
+    tuning, seeds = set(config.funnel.tuning.seeds), list(stage.config.seeds)
+    records = [json.loads(line) for line in _lines(run / "ablation" / "evaluations.jsonl")]
+    ablated_hash = dsl.analyze(ablation.program).hash
+    assert records and all(r["seed"] in tuning or r["hash"] == ablated_hash for r in records)
+    assert all(r["seed"] in tuning or r["seed"] in seeds for r in records)
+
+    # measured as the funnel measures, paired with the funnel's own tuned-AdamW results
+    row = ablation.stages[0].row(ablation.row.label)
+    task = proxy_tasks.get(stage.task)
+    test = [task.evaluate(ablation.program, seed).test_fitness for seed in seeds]
+    assert [r.test_fitness for r in row.results] == pytest.approx(test, abs=1e-6)
+    reference = [r.test_fitness for r in stage.reference.results]
+    assert row.comparison.difference == pytest.approx(
+        statistics.mean(a - b for a, b in zip(test, reference, strict=True))
+    )
+
+    # its summary: the stage figures are the row's, and the verdict judges the ablated Lion (beta 0.9/0.99)
+    data = ablation_summary(ablation, 0.0, "the winner's verdict", "adamw")
+    figures = data["stages"][0]
+    assert figures["winner"]["mean"] == pytest.approx(statistics.mean(test))
+    assert figures["winner_vs_reference"]["difference"] == pytest.approx(row.comparison.difference)
+    assert data["closest"]["name"] == "lion" and data["lion_family"]
+    assert data["lion"] == row.comparison.beats
+    summary = {**json.loads((run / "summary.json").read_text()), "ablation": data}
+    files = {"seed0": {"ablated": run / "ablated.txt", "ablation_steps": run / "ablation.txt"}}
+    table = "\n".join(ablation_rows([summary], files, tmp_path))
+    assert table.count("\n") == 2 and "`update = interp(g, m, 0.9); update = sign(update);" in table
+    assert f"| {figures['winner']['mean']:.4f} ± {figures['winner']['se']:.4f} / " in table
