@@ -30,8 +30,8 @@ ABLATION_TOLERANCE = 0.005  # of mlp_digits_tiny's validation accuracy, in the t
 SCRIPT = ROOT / "scripts" / "rediscover_lion.py"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("rediscover_lion", SCRIPT)
+def _script(path: Path = SCRIPT):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -511,3 +511,29 @@ def test_the_ablation_drops_what_costs_nothing_and_measures_the_rest_as_the_funn
     table = "\n".join(ablation_rows([summary], files, tmp_path))
     assert table.count("\n") == 2 and "`update = interp(g, m, 0.9); update = sign(update);" in table
     assert f"| {figures['winner']['mean']:.4f} ± {figures['winner']['se']:.4f} / " in table
+
+
+@pytest.mark.slow
+def test_the_after_the_fact_script_gives_what_the_pipeline_gave(pipeline, tmp_path, capsys):
+    run = tmp_path / "seed0"
+    shutil.copytree(pipeline["out"] / "seed0", run)
+    for name in ("ablated.txt", "ablation.txt"):
+        (run / name).unlink()
+    shutil.rmtree(run / "ablation")
+    script = _script(ROOT / "scripts" / "ablate_winners.py")
+    arguments = [
+        "--config",
+        str(pipeline["config"]),
+        "--tolerance",
+        str(ABLATION_TOLERANCE),
+        "--quiet",
+        str(run),
+    ]
+    assert script.main(arguments) == 0
+    pipeline_ablation = json.loads((pipeline["out"] / "seed0" / "summary.json").read_text())["ablation"]
+    assert json.loads((run / "ablation.json").read_text()) == pipeline_ablation
+    original = pipeline["out"] / "seed0"
+    assert (run / "ablation.txt").read_text() == (original / "ablation.txt").read_text()
+    ours, theirs = (run / "ablated.txt").read_text(), (original / "ablated.txt").read_text()
+    assert ours.split("\n", 1)[1] == theirs.split("\n", 1)[1]  # but for the header naming the run
+    assert f"| {run} | [{pipeline_ablation['removed']}](" in capsys.readouterr().out
