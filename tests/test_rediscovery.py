@@ -537,3 +537,31 @@ def test_the_after_the_fact_script_gives_what_the_pipeline_gave(pipeline, tmp_pa
     ours, theirs = (run / "ablated.txt").read_text(), (original / "ablated.txt").read_text()
     assert ours.split("\n", 1)[1] == theirs.split("\n", 1)[1]  # but for the header naming the run
     assert f"| {run} | [{pipeline_ablation['removed']}](" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_variant_equal_to_the_winner_measures_as_the_funnel_did_and_retrains_nothing(
+    pipeline, tmp_path, capsys
+):
+    run = tmp_path / "seed0"
+    shutil.copytree(pipeline["out"] / "seed0", run)
+    summary = json.loads((run / "summary.json").read_text())
+    variant = tmp_path / "same_as_winner.txt"
+    variant.write_text(summary["winner"]["raw_program"])
+    script = _script(ROOT / "scripts" / "measure_variant.py")
+    assert script.main(["--config", str(pipeline["config"]), "--quiet", str(run), str(variant)]) == 0
+    table = capsys.readouterr().out
+    measured = [stage for stage in summary["stages"] if not stage["skipped"]]
+    assert measured
+    for stage in measured:
+        line = next(row for row in table.splitlines() if row.startswith(f"| {stage['name']} ("))
+        cells = [cell.strip() for cell in line.split("|")]
+        assert cells[3] == f"{stage['winner']['mean']:.4f} ± {stage['winner']['se']:.4f}"
+        assert cells[4].startswith("+0.0000 ± 0.0000")  # against the winner: itself
+        for name, comparison in stage["winner_vs_baselines"].items():
+            assert f"{name} (tuned): {comparison['difference']:+.4f} ± {comparison['se']:.4f}" in cells[-2]
+    # the funnel's trainings of the winner were reused, not repeated (only its other forms train)
+    trained = [json.loads(line) for line in _lines(run / "variants" / "same_as_winner" / "evaluations.jsonl")]
+    winner_hash = dsl.analyze(dsl.parse(summary["winner"]["raw_program"])).hash
+    assert trained and winner_hash not in {record["hash"] for record in trained}
+    assert "Lion family:" in table
