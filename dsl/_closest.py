@@ -347,7 +347,7 @@ def _run_batch(
     ]
     shape = (len(rows), *weights.shape[1:])
     state = [np.zeros(shape, np.float32) for _ in program.state]
-    updates = np.empty((PROBE_STEPS, *shape), np.float32)
+    updates = np.empty((shape[0], PROBE_STEPS, *shape[1:]), np.float32)  # C order as returned
     with np.errstate(all="ignore"):  # overflow and NaN are measured, not warned about
         for t in range(PROBE_STEPS):
             env = {"w": weights[t], "g": gradients[t], "lr": np.float32(1.0), "step": np.float32(t + 1)}
@@ -358,9 +358,9 @@ def _run_batch(
                     for position, a in enumerate(statement.args)
                 ]
                 env[statement.target] = op(*args)
-            updates[t] = np.broadcast_to(env[program.update], shape)
+            updates[:, t] = np.broadcast_to(env[program.update], shape)
             state = [np.broadcast_to(env[name], shape).astype(np.float32) for name in program.state]
-    return np.moveaxis(updates, 0, 1)
+    return updates
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -499,8 +499,10 @@ class _Target:
         if has_decay:
             columns.append(weighted[batch:] - weighted[:batch])
         target = (self.clean * self.weight).reshape(-1)
-        usable = np.all([np.all(np.isfinite(c), axis=1) for c in columns], axis=0)
-        columns = [np.where(np.isfinite(c), c, 0.0) for c in columns]
+        finite = [np.isfinite(c) for c in columns]
+        usable = np.all([np.all(f, axis=1) for f in finite], axis=0)
+        if not usable.all():  # the unusable rows' error is inf below; zeros keep the algebra finite
+            columns = [np.where(f, c, 0.0) for c, f in zip(columns, finite, strict=True)]
         # Normal equations; the residual follows from them (float64: an exact fit's
         # relative error, ~1e-7, stays far above the cancellation, ~1e-8).
         gram = np.stack([np.stack([np.einsum("bn,bn->b", a, b) for b in columns], -1) for a in columns], -1)
@@ -564,6 +566,24 @@ def _grid_search(
     return best
 
 
+def _remembered(loss: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """``loss`` that trains each distinct grid point once: the local grids of ``_grid_search``
+    overlap the previous round's, and a dense scan's follow-up starts on its points. A row's
+    loss does not depend on the other rows of its batch, so the values are the same."""
+    known: dict[bytes, float] = {}
+
+    def remembered(grid: np.ndarray) -> np.ndarray:
+        grid = np.asarray(grid, np.float64)
+        keys = [row.tobytes() for row in grid]
+        new = list({key: index for index, key in enumerate(keys) if key not in known}.items())
+        if new:
+            values = loss(grid[[index for _, index in new]])
+            known.update(zip((key for key, _ in new), values, strict=True))
+        return np.array([known[key] for key in keys])
+
+    return remembered
+
+
 def _betas(log_gaps: np.ndarray) -> np.ndarray:
     return 1.0 - 10.0**log_gaps
 
@@ -573,9 +593,14 @@ def _fit(
 ) -> tuple[CandidateFit, _LionChecks | None]:
     dims = len(candidate.nonlinear)
     if dims:
+        losses = {}
 
         def loss(softness: float) -> Callable:
-            return lambda grid: target.solve_linear(candidate, _betas(grid), softness)[0]
+            if softness not in losses:
+                losses[softness] = _remembered(
+                    lambda grid: target.solve_linear(candidate, _betas(grid), softness)[0]
+                )
+            return losses[softness]
 
         if _sign_based(candidate):
             # Exact signs leave a plateau with a narrow well at the answer (every sign
