@@ -567,9 +567,10 @@ def _grid_search(
 
 
 def _remembered(loss: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """``loss`` that trains each distinct grid point once: the local grids of ``_grid_search``
-    overlap the previous round's, and a dense scan's follow-up starts on its points. A row's
-    loss does not depend on the other rows of its batch, so the values are the same."""
+    """``loss`` that evaluates each distinct grid point once: the local grids of
+    ``_grid_search`` overlap the previous round's, and a dense scan's follow-up starts on its
+    points. A row's loss does not depend on the other rows of its batch (but for the last bits
+    of the batched linear algebra), so the fits are the same."""
     known: dict[bytes, float] = {}
 
     def remembered(grid: np.ndarray) -> np.ndarray:

@@ -499,3 +499,18 @@ def test_a_program_that_is_a_sign_only_at_the_probes_gradient_scale_is_not_lion_
         """
     )
     assert not dsl.closest_optimizer(program).lion_family
+
+
+def test_a_remembered_loss_evaluates_each_distinct_point_once_and_keeps_the_order():
+    evaluated = []
+
+    def loss(grid):
+        evaluated.extend(map(tuple, grid))
+        return grid[:, 0] * 10 + grid[:, 1]
+
+    remembered = _closest._remembered(loss)
+    first = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]])
+    np.testing.assert_array_equal(remembered(first), [12.0, 34.0, 12.0])
+    second = np.array([[5.0, 6.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(remembered(second), [56.0, 34.0])
+    assert evaluated == [(1.0, 2.0), (3.0, 4.0), (5.0, 6.0)]
