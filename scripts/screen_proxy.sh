@@ -35,7 +35,6 @@ json_name() { # lion -> lion.json; docs/rediscovery_v4/seed1.txt -> rediscovery_
   echo "${name//\//_}.json"
 }
 
-pids=()
 run_one() {
   local program=$1 target
   target="$out/$(json_name "$program")"
@@ -45,12 +44,9 @@ run_one() {
   python "$here/proxy_tuned_check.py" "${args[@]}" >"$target.log" 2>&1 && mv "$target.tmp" "$target" && rm "$target.log"
 }
 for program in "$@"; do
+  # a new program starts as soon as either running one ends (wait -n), not after the first
+  while (($(jobs -rp | wc -l) >= 2)); do wait -n || echo "failed: see $out/*.log" >&2; done
   run_one "$program" &
-  pids+=($!)
-  if ((${#pids[@]} == 2)); then
-    wait "${pids[0]}" || echo "failed: see $out/*.log" >&2
-    pids=("${pids[1]}")
-  fi
 done
-for pid in "${pids[@]}"; do wait "$pid" || echo "failed: see $out/*.log" >&2; done
+while (($(jobs -rp | wc -l) > 0)); do wait -n || echo "failed: see $out/*.log" >&2; done
 python "$here/proxy_paired.py" "$out"/*.json --reference lion | tee "$out/table.md"
