@@ -53,8 +53,8 @@ def differences(new, old, path: str = "") -> list[str]:
             for i, (a, b) in enumerate(zip(new, old, strict=True))
             for d in differences(a, b, f"{path}[{i}]")
         ]
-    floats = (int, float)
-    if isinstance(new, floats) and isinstance(old, floats) and not isinstance(new, bool) and new != old:
+    numbers = (int, float)
+    if isinstance(new, numbers) and isinstance(old, numbers) and not isinstance(new, bool) and new != old:
         if isinstance(new, float) or isinstance(old, float):
             if math.isclose(new, old, rel_tol=FLOAT_RELATIVE_TOLERANCE):
                 return []
