@@ -52,10 +52,8 @@ def measure(config, run: Path, variant_file: Path, evaluator, log) -> list[str]:
     directory = run / VARIANTS_DIR / variant_file.stem
     directory.mkdir(parents=True, exist_ok=True)
     evaluations = FunnelEvaluations(directory, evaluator)
-    logged = [run / FUNNEL_DIR, run / ABLATION_DIR]  # what the funnel and the ablation step trained
-    for folder in logged:
-        if (folder / "evaluations.jsonl").is_file():
-            evaluations.known = {**FunnelEvaluations(folder, evaluator).known, **evaluations.known}
+    for logged in (run / FUNNEL_DIR, run / ABLATION_DIR):  # what the funnel and the ablation step trained
+        evaluations.reuse(logged)
     lines = [
         f"Variant `{variant_file}` of {run}'s winner (individual {winner.candidate.individual}); "
         "test fitness, paired differences over each stage's seeds (variant minus the other).",

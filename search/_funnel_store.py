@@ -111,6 +111,13 @@ class FunnelEvaluations:
         self.evaluated = 0
         self._next_job = 0
 
+    def reuse(self, directory: str | Path) -> None:
+        """Also answer from the log in ``directory`` (another funnel's or step's; a missing log
+        adds nothing), never retraining what it holds; this log's own results come first."""
+        for record in read_records(Path(directory) / EVALUATIONS):
+            key = (record["hash"], record["task"], record["seed"])
+            self.known.setdefault(key, result_from_record(record))
+
     def results(self, jobs: Sequence[tuple[Program, str, int]]) -> list[Result]:
         """The result of every (program, task name, seed) job, in order; only unknown ones are trained."""
         keys = [(analyze(program).hash, task, seed) for program, task, seed in jobs]

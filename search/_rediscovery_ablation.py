@@ -104,7 +104,7 @@ def ablate_winner(
     """
     (directory / ABLATION_DIR).mkdir(parents=True, exist_ok=True)
     evaluations = FunnelEvaluations(directory / ABLATION_DIR, evaluator)
-    evaluations.known = {**FunnelEvaluations(funnel_dir, evaluator).known, **evaluations.known}
+    evaluations.reuse(funnel_dir)
     seeds = list(funnel.config.tuning.seeds)
     try:
         log(f"{directory.name}: ablation of the simplified winner on {funnel.search_task}, seeds {seeds}")
