@@ -71,13 +71,21 @@ def _sample(table: np.ndarray, rng: np.random.Generator, size: int, length: int,
     return tokens[:, order:]
 
 
+def _source_table(data: dict, source_rng: np.random.Generator) -> np.ndarray:
+    """Log-probabilities of the next token, one row per context (``vocab ** order`` rows)."""
+    vocab, order = data["vocab_size"], data["order"]
+    law = zipf_log_prior(vocab, data["zipf"])
+    table = np.stack([law[source_rng.permutation(vocab)] for _ in range(vocab**order)]) / data["temperature"]
+    # Renormalized after the temperature: each row is then a distribution again.
+    return table - np.logaddexp.reduce(table, axis=1, keepdims=True)
+
+
 @functools.cache
 def _dataset(frozen_data: tuple, seq_len: int) -> Dataset:
     data = dict(frozen_data)
-    vocab, order = data["vocab_size"], data["order"]
+    order = data["order"]
     source_rng, test_rng, validation_rng, train_rng = np.random.default_rng(data["data_seed"]).spawn(4)
-    law = zipf_log_prior(vocab, data["zipf"])
-    table = np.stack([law[source_rng.permutation(vocab)] for _ in range(vocab**order)]) / data["temperature"]
+    table = _source_table(data, source_rng)
     arrays = []
     for rng, size in (
         (train_rng, data["train_size"]),
@@ -104,3 +112,33 @@ def make_markov_lm(config: dict) -> Model:
     """``make_charlm`` over the source's vocabulary (the data keys are dropped)."""
     _, model = _split(config)
     return make_charlm(model)
+
+
+def source_entropies(config: dict) -> list[float]:
+    """Entropy rates of the source in nats, seeing the last k tokens, for k = 0 .. order.
+
+    The loss floors of a model that uses only the last k tokens of context, under the
+    chain's stationary distribution: k = 0 is the unigram entropy, k = order the source's
+    own entropy rate (the best any model can do away from a window's first tokens).
+    """
+    data, _ = _split(config)
+    vocab, order = data["vocab_size"], data["order"]
+    table = _source_table(data, np.random.default_rng(data["data_seed"]).spawn(4)[0])
+    law = np.exp(table)  # law[context, next], the context's tokens oldest first, in base vocab
+    contexts = vocab**order
+    # Transition between overlapping contexts: (t1..tk) -> (t2..tk, next).
+    transition = np.zeros((contexts, contexts))
+    shifted = (np.arange(contexts)[:, None] * vocab) % contexts + np.arange(vocab)[None, :]
+    np.add.at(transition, (np.repeat(np.arange(contexts), vocab), shifted.ravel()), law.ravel())
+    values, vectors = np.linalg.eig(transition.T)
+    stationary = np.abs(np.real(vectors[:, np.argmax(np.real(values))]))
+    stationary /= stationary.sum()
+    joint = stationary[:, None] * law  # P(context, next)
+    entropies = []
+    for seen in range(order + 1):
+        # Keep the last `seen` tokens of the context: its index modulo vocab ** seen.
+        kept = np.zeros((vocab**seen, vocab))
+        np.add.at(kept, np.arange(contexts) % vocab**seen, joint)
+        conditional = kept / kept.sum(axis=1, keepdims=True)
+        entropies.append(float(-np.sum(kept * np.log(conditional))))
+    return entropies

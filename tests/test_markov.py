@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 
 import dsl
 import proxy_tasks
-from proxy_tasks._markov import _dataset, load_markov_dataset
+from proxy_tasks._markov import _dataset, load_markov_dataset, source_entropies
 from proxy_tasks._teacher import zipf_log_prior
 from proxy_tasks._tune import find_lr_constant, with_constant
 
@@ -85,3 +86,36 @@ def test_adamw_trains_but_cannot_beat_the_source():
     context = x[:, :-1] * 8 + x[:, 1:]
     entropy = -np.sum(np.exp(table) * table, axis=1)
     assert entropy[context].mean() - 0.05 < result.metric
+
+
+def test_source_entropies_are_the_samples_loss_floors():
+    # A skewed source (low temperature), so that its stationary law is far from uniform.
+    skewed = dict(vocab_size=4, order=2, temperature=0.5, seq_len=32, train_size=8192, eval_size=16)
+    data = load_markov_dataset(skewed)
+    # Windows start from uniform contexts; by the 10th token the chain has forgotten them.
+    tokens = np.concatenate([data.x_train, data.y_train[:, -1:]], axis=1)[:, 10:]
+    unigram, given_previous, given_two = source_entropies(skewed)
+
+    def plug_in(context, following):  # empirical conditional entropy from counts
+        counts = np.zeros((context.max() + 1, 4))
+        np.add.at(counts, (context.ravel(), following.ravel()), 1)
+        joint = counts / counts.sum()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = joint * np.log(joint / joint.sum(axis=1, keepdims=True))
+        return -np.nansum(terms)
+
+    following = tokens[:, 2:]
+    assert abs(plug_in(np.zeros_like(following), following) - unigram) < 0.005
+    assert abs(plug_in(tokens[:, 1:-1], following) - given_previous) < 0.005
+    assert abs(plug_in(tokens[:, :-2] * 4 + tokens[:, 1:-1], following) - given_two) < 0.005
+    assert unigram > given_previous > given_two
+
+
+def test_source_entropy_by_hand():
+    # Two tokens, order 1: every context's law is a permutation of Zipf(1) = (2/3, 1/3).
+    config = dict(vocab_size=2, order=1, seq_len=4)
+    expected = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert math.isclose(source_entropies(config)[1], expected, rel_tol=1e-9)
+    # At a high temperature every law is uniform: log(vocab) whatever the context.
+    hot = source_entropies(dict(vocab_size=5, order=2, temperature=1e6, seq_len=4))
+    assert np.allclose(hot, math.log(5), atol=1e-6)
