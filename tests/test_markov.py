@@ -119,3 +119,14 @@ def test_source_entropy_by_hand():
     # At a high temperature every law is uniform: log(vocab) whatever the context.
     hot = source_entropies(dict(vocab_size=5, order=2, temperature=1e6, seq_len=4))
     assert np.allclose(hot, math.log(5), atol=1e-6)
+
+
+def test_the_sharp_language_is_learnt_past_the_one_token_floor():
+    # markov_sharp_a's claim (docs/proxy_design.md, section 11): within its 300 steps the model
+    # learns to use the token before the last, so its loss ends well below what a model that
+    # sees one token can reach (markov_lm_a's runs end on that floor).
+    task = proxy_tasks.get("markov_sharp_a")
+    unigram, one_token, source = source_entropies(task.config.model)
+    adamw = dsl.library.load("adamw")
+    result = task.evaluate(with_constant(adamw, find_lr_constant(adamw), 0.01), seed=3)
+    assert source < result.test_metric < one_token - 0.2
