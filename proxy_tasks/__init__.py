@@ -10,6 +10,7 @@ selection). ``tune`` / ``tuned`` tune a program's learning rate and weight decay
 
 from ._data import load_digits_dataset as load_digits_dataset
 from ._interpreter import encode as encode
+from ._markov import source_entropies as source_entropies
 from ._registry import TASK_CONFIGS as TASK_CONFIGS
 from ._registry import build as build
 from ._registry import config as config

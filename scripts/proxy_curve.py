@@ -3,8 +3,9 @@
 Is a Markov-language proxy in the regime an optimizer can show itself in? Each variant
 (``markov_lm_a``'s keys overridden, as in ``proxy_cost.py``) is trained at each ``--steps``
 with each ``--point`` (a library program with its learning rate and weight decay set), and
-its test loss is printed next to the source's entropy rates (``proxy_tasks._markov.
-source_entropies``: what a model seeing the last 0, 1, ..., order tokens can reach at best).
+its test loss is printed next to the source's entropy rates
+(``proxy_tasks.source_entropies``: what a model seeing the last 0, 1, ..., order tokens can
+reach at best).
 A loss that sits on the one-token floor whatever the optimizer means the run ends before
 the model has learnt to use more context, and what differs between optimizers is noise
 around that floor (docs/proxy_design.md, section 10).
@@ -36,7 +37,7 @@ def parse_point(text: str) -> tuple[str, float, float | None]:
 def with_constants(name: str, lr: float, wd: float | None):
     """The library program ``name`` with its learning rate and (if given) weight decay set."""
     import dsl
-    from proxy_tasks._tune import find_lr_constant, find_wd_constant, with_constant
+    from proxy_tasks import find_lr_constant, find_wd_constant, with_constant
 
     program = dsl.library.load(name)
     program = with_constant(program, find_lr_constant(program), lr)
@@ -57,13 +58,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="append the JSON lines to this file")
     args = parser.parse_args(argv)
     import proxy_tasks
-    from proxy_tasks._markov import source_entropies
 
     points = [(name, lr, wd, with_constants(name, lr, wd)) for name, lr, wd in args.point]
     for text in args.variants:
         for steps in args.steps:
             config = variant_config({**parse_variant(text), "steps": steps})
-            floors = [round(h, 4) for h in source_entropies(config.model)]
+            floors = [round(h, 4) for h in proxy_tasks.source_entropies(config.model)]
             task = proxy_tasks.build(replace(config, name=f"{config.name}_curve"))
             for name, lr, wd, program in points:
                 results = [task.evaluate(program, seed) for seed in args.seeds]

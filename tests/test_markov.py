@@ -9,7 +9,8 @@ import numpy as np
 
 import dsl
 import proxy_tasks
-from proxy_tasks._markov import _dataset, load_markov_dataset, source_entropies
+from proxy_tasks import source_entropies
+from proxy_tasks._markov import _dataset, load_markov_dataset
 from proxy_tasks._teacher import zipf_log_prior
 from proxy_tasks._tune import find_lr_constant, with_constant
 
