@@ -56,6 +56,15 @@ def variant_config(overrides: dict):
     )
 
 
+def emit(row: dict, out: str | None) -> None:
+    """Print ``row`` as one JSON line and, given ``out``, append that line to the file."""
+    line = json.dumps(row)
+    print(line, flush=True)
+    if out:
+        with open(out, "a") as file:
+            file.write(line + "\n")
+
+
 def cpu_seconds(run, repeats: int) -> float:
     """Mean CPU-seconds of ``run()`` over ``repeats`` calls after one warm-up (compiling) call."""
     run()
@@ -135,11 +144,7 @@ def main(argv=None) -> int:
     else:
         rows = (measure(variant, args.program, args.repeats, not args.no_optax) for variant in variants)
     for row in rows:
-        line = json.dumps(row)
-        print(line, flush=True)
-        if args.out:
-            with open(args.out, "a") as file:
-                file.write(line + "\n")
+        emit(row, args.out)
     return 0
 
 

@@ -17,13 +17,12 @@ around that floor (docs/proxy_design.md, section 10).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from proxy_cost import parse_variant, variant_config  # noqa: E402
+from proxy_cost import emit, parse_variant, variant_config  # noqa: E402
 
 
 def parse_point(text: str) -> tuple[str, float, float | None]:
@@ -79,11 +78,7 @@ def main(argv=None) -> int:
                     "failure": [r.failure for r in results if r.failed],
                     "floors_by_context": floors,
                 }
-                line = json.dumps(row)
-                print(line, flush=True)
-                if args.out:
-                    with open(args.out, "a") as out:
-                        out.write(line + "\n")
+                emit(row, args.out)
     return 0
 
 
