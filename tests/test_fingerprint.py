@@ -173,9 +173,49 @@ def test_the_probe_keeps_moving_averages_away_from_zero():
     assert len(set(map(float, lrs))) == len(lrs)
 
 
+# Seed 20 of the sixth rediscovery method (docs/rediscovery_analysis.md), pruned: #11202
+# trained to -1.897 and is a clipped sign of Lion's momentum wherever |g| < 1; #11690 is
+# weight decay alone. On gradients of magnitude 1-4, arctanh(g * g) is inf, arccosh(t11)
+# is inf, the arcsin term is 0 and both updates are the decay's.
+LION_BELOW_ONE = """
+g2 = square(g)
+g2 = arctanh(g2)
+t13 = interp(g, m, 0.6157138281041397)
+m = interp(g, m, 0.7974597215286933)
+t11 = interp(g2, v, 0.9211599830074808)
+t24 = arccosh(t11)
+update = t13 / t24
+update = arcsin(update)
+t19 = w * 0.37935945821978656
+update = update + t19
+t20 = lr * 0.007869697022022674
+update = update * t20
+"""
+DECAY_ONLY = "t19 = w * 0.37935945821978656\nt20 = lr * 0.007869697022022674\nupdate = t19 * t20"
+
+
+def test_a_program_that_differs_only_below_unit_gradients_does_not_collide():
+    lion_below_one, decay_only = (
+        body(text, "w, g, m, v, lr", "update, m, v") for text in (LION_BELOW_ONE, DECAY_ONLY)
+    )
+    # The first pass alone cannot tell them apart ...
+    first = [_fingerprint.flat_probe_updates(p) for p in (lion_below_one, decay_only)]
+    np.testing.assert_array_equal(*first)
+    # ... the second sees the sign: (pi/2) sign(c) + decay against decay.
+    second = [_fingerprint.flat_probe_updates(p, training_scale=True) for p in (lion_below_one, decay_only)]
+    difference = np.abs(second[0] - second[1])
+    lrs = np.repeat(_fingerprint.PROBE_LR, second[0].size // _fingerprint.STEPS)
+    np.testing.assert_allclose(difference, (np.pi / 2) * lrs * 0.007869697022022674, rtol=1e-12)
+    assert dsl.fingerprint(lion_below_one, finite_only=True) != dsl.fingerprint(decay_only, finite_only=True)
+    # Weight decay written another way still collides with it.
+    assert dsl.fingerprint(decay_only) == dsl.fingerprint(
+        body("d = w * 0.002985443998628389\nupdate = d * lr")
+    )
+
+
 def test_the_fingerprint_is_stable():
     # Stored with cached results; lion uses only IEEE-exact operations here.
-    assert dsl.fingerprint(dsl.library.load("lion")) == "ea8a0d49813add852cf6aa6e60e9f669"
+    assert dsl.fingerprint(dsl.library.load("lion")) == "e1b6aa07fb66a5f0373ddd9a13c75c89"
 
 
 def test_invalid_programs_raise():
