@@ -170,6 +170,16 @@ def test_the_fifth_method_adds_only_the_ablation_step_and_fresh_seeds_to_the_fou
     assert names == ["seed10", "seed11"]
 
 
+def test_the_seventh_method_keeps_the_sixths_settings_with_fresh_seeds():
+    # Its one change, the fingerprint's second probe pass, is in the code (dsl/_fingerprint.py).
+    sixth = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v6.yaml")
+    seventh = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v7.yaml")
+    assert (sixth.pipeline.first_seed, seventh.pipeline.first_seed) == (20, 25)
+    assert seventh.pipeline.out != sixth.pipeline.out
+    assert replace(seventh.pipeline, first_seed=20, out=sixth.pipeline.out) == sixth.pipeline
+    assert seventh.search == sixth.search and seventh.funnel == sixth.funnel
+
+
 def _with(data: dict, path: str, value) -> dict:
     """``data`` with the key at dotted ``path`` (``stages.0.seeds``) set to ``value``."""
     data = json.loads(json.dumps(data))
