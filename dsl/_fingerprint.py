@@ -77,6 +77,21 @@ def probe() -> tuple[
     )
 
 
+@functools.cache
+def _probe_at(training_scale: bool):
+    """``probe()``, or its second pass's copy with weights and gradients times ``TRAINING_SCALE``."""
+    weights, gradients, lrs, steps = probe()
+    if not training_scale:
+        return weights, gradients, lrs, steps
+    w_scale, g_scale = TRAINING_SCALE
+    return (
+        [tuple(w_scale * leaf for leaf in row) for row in weights],
+        [tuple(g_scale * leaf for leaf in row) for row in gradients],
+        lrs,
+        steps,
+    )
+
+
 def split_leaves(flat: np.ndarray, shapes) -> tuple[np.ndarray, ...]:
     """``flat`` cut, in order, into fresh arrays of the given ``shapes`` (a probe's parameter tree)."""
     leaves, start = [], 0
@@ -134,8 +149,7 @@ def probe_updates(
     """
     analysis = program if isinstance(program, Analysis) else analyze(program)
     pruned = analysis.pruned
-    weights, gradients, lrs, steps = probe()
-    w_scale, g_scale = TRAINING_SCALE if training_scale else (1.0, 1.0)
+    weights, gradients, lrs, steps = _probe_at(training_scale)
     state = {name: tuple(np.zeros(shape) for shape in PROBE_SHAPES) for name in pruned.state}
     # Constants as NumPy float64: Python float arithmetic raises where NumPy gives inf or
     # NaN (``divide(1.0, -1e-08)`` divides 1.0 by 0.0).
@@ -146,13 +160,7 @@ def probe_updates(
     updates = []
     with np.errstate(all="ignore"):
         for t in range(STEPS):
-            env = {
-                "w": tuple(w_scale * leaf for leaf in weights[t]),
-                "g": tuple(g_scale * leaf for leaf in gradients[t]),
-                "lr": lrs[t] * lr_scale,
-                "step": steps[t],
-                **state,
-            }
+            env = {"w": weights[t], "g": gradients[t], "lr": lrs[t] * lr_scale, "step": steps[t], **state}
             for target, kernel, args in kernels:
                 env[target] = kernel(*(env[a] if type(a) is str else a for a in args))
             updates.append(
