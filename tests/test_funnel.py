@@ -548,6 +548,7 @@ def _tuning_mean(program_text, task, log):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # with the other tests that start Ray (test_ray_pool.py)
 def test_tiny_to_a_funnel_on_ray_workers_agrees_with_its_evaluation_log(search_run, tmp_path):
     config = tmp_path / "funnel.yaml"
     config.write_text(

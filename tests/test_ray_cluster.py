@@ -25,6 +25,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+# Tests that start Ray run one after another on one xdist worker (--dist loadgroup): each
+# cluster claims every core, and two at once would starve each other's workers.
+pytestmark = pytest.mark.xdist_group("ray")
+
 from search import RunDirectory  # noqa: E402
 from search._ray_pool import RayEvaluator, WorkerPoolError  # noqa: E402
 

@@ -17,6 +17,11 @@ from search._ray_pool import RayEvaluator, WorkerPoolError  # noqa: E402
 
 TASK = "mlp_digits_tiny"
 META_TASK = "mlp_digits_a"  # a larger task, as the search submits for meta-validation
+
+# Tests that start Ray run one after another on one xdist worker (--dist loadgroup): each
+# cluster claims every core, and two at once would starve each other's workers.
+pytestmark = pytest.mark.xdist_group("ray")
+
 PROGRAM_NAMES = ("adamw_paper", "lion", "sgd", "momentum", "adam", "signsgd")
 
 # log(0 * g) is -inf everywhere: the first step sends the weights to infinity.

@@ -9,6 +9,10 @@ from test_evolution import make_config, run_search, stable
 from search import RunDirectory, Search
 from search._ray_pool import RayEvaluator
 
+# Tests that start Ray run one after another on one xdist worker (--dist loadgroup): each
+# cluster claims every core, and two at once would starve each other's workers.
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 @pytest.fixture(scope="module")
 def ray_session():
