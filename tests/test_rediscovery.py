@@ -180,7 +180,6 @@ def test_the_seventh_method_keeps_the_sixths_settings_with_fresh_seeds():
     assert seventh.search == sixth.search and seventh.funnel == sixth.funnel
 
 
-
 def test_the_eighth_method_averages_the_fitness_over_two_training_seeds_and_changes_nothing_else():
     seventh = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v7.yaml")
     eighth = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v8.yaml")
@@ -193,6 +192,7 @@ def test_the_eighth_method_averages_the_fitness_over_two_training_seeds_and_chan
     assert replace(eighth.search, task=seventh.search.task) == seventh.search
     assert replace(eighth.search.task, seeds=(0,)) == seventh.search.task
     assert eighth.funnel == seventh.funnel
+
 
 def _with(data: dict, path: str, value) -> dict:
     """``data`` with the key at dotted ``path`` (``stages.0.seeds``) set to ``value``."""
