@@ -8,6 +8,7 @@ baseline draws fresh random programs instead, until one is valid.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -38,27 +39,47 @@ def mutation_settings(config: Config) -> MutationSettings:
 
 
 def tournament(
-    rng: np.random.Generator, member_ids: Sequence[int], fitness: Callable[[int], float], size: int
+    rng: np.random.Generator,
+    member_ids: Sequence[int],
+    fitness: Callable[[int], float],
+    size: int,
+    parsimony_tolerance: float = 0.0,
+    live_statements: Callable[[int], int] | None = None,
 ) -> int:
     """The fittest of ``size`` members sampled without replacement (ties: the first sampled).
+
+    With a ``parsimony_tolerance`` the winner is instead the member with the fewest live
+    statements among the sampled members whose fitness is within that tolerance of the
+    sample's fittest (ties: the fitter, then the first sampled). This is lexicographic
+    parsimony pressure (Luke and Panait 2002), not in the paper: of programs the fitness
+    cannot tell apart, the shorter one breeds.
 
     Args:
       rng: draws the sample.
       member_ids: the population (ids may repeat: copies of one program).
       fitness: the fitness of a member id.
       size: T, at most ``len(member_ids)``.
+      parsimony_tolerance: fitness within which shorter beats fitter (0: off).
+      live_statements: the live statement count of a member id (needed when the tolerance
+        is positive).
 
     Returns:
       The winner's id.
     """
-    picks = rng.choice(len(member_ids), size=size, replace=False)
-    best_id, best_fitness = None, None
-    for index in picks:
-        member_id = member_ids[int(index)]
-        member_fitness = fitness(member_id)
-        if best_id is None or member_fitness > best_fitness:
-            best_id, best_fitness = member_id, member_fitness
-    return best_id
+    picks = [member_ids[int(index)] for index in rng.choice(len(member_ids), size=size, replace=False)]
+    fittest = max(fitness(member_id) for member_id in picks)
+    if parsimony_tolerance <= 0:
+        return next(member_id for member_id in picks if fitness(member_id) == fittest)
+    if live_statements is None:
+        raise ValueError("a parsimony tolerance needs live_statements")
+    # a failed member (fitness -inf) is never close to a finite fittest, whatever the tolerance
+    close = [
+        member_id
+        for member_id in picks
+        if fitness(member_id) == fittest or -math.inf < fitness(member_id) >= fittest - parsimony_tolerance
+    ]
+    # min keeps the first of equal keys, so equal length and fitness falls to the first sampled
+    return min(close, key=lambda member_id: (live_statements(member_id), -fitness(member_id)))
 
 
 @dataclass(frozen=True)

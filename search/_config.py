@@ -188,6 +188,13 @@ class SearchSection:
         lambda x: isinstance(x, bool),
         "only programs whose update is proportional to lr (the schedule) are bred and trained",
     )
+    parsimony_tolerance: float = _spec(
+        0.0,
+        "a number >= 0",
+        lambda x: _is_number(x) and x >= 0,
+        "a tournament's winner is the sampled member with the fewest live statements among those "
+        "within this much fitness of the sample's fittest (0: the fittest)",
+    )
 
 
 @dataclass(frozen=True)

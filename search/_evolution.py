@@ -38,7 +38,7 @@ from ._progress import Progress
 from ._records import individual_record, meta_validation_record
 from ._resume import Replay, resume_point
 from ._rundir import INDIVIDUALS, META_VALIDATION, RunDirectory
-from ._state import Best, Island, Member, Pending, SearchError, SearchState
+from ._state import Best, Island, Member, Pending, SearchError, SearchState, live_statement_count
 
 
 class Search:
@@ -190,6 +190,8 @@ class Search:
                 state.islands[island].members,
                 lambda member_id: state.members[member_id].fitness,
                 self.config.search.tournament_size,
+                self.config.search.parsimony_tolerance,
+                lambda member_id: state.members[member_id].live_statements,
             )
             parent = state.members[parent_id]
             child = mutate_until_valid(state.rng, parent.program, parent.hash, self.settings)
@@ -311,7 +313,12 @@ class Search:
             counts.hash_hits += 1
         else:
             counts.fingerprint_hits += 1
-        member = Member(pending.program, result.fitness, pending.hash)
+        member = Member(
+            pending.program,
+            result.fitness,
+            pending.hash,
+            live_statement_count(pending.program, pending.redundant_fraction),
+        )
         if state.best is None or result.fitness > state.best.fitness:
             state.best = Best(id=pending.id, program=pending.program, fitness=result.fitness)
             self._best_changed = True  # best.txt is rewritten after this event (not mid-replay)
@@ -344,7 +351,13 @@ class Search:
         state = self.state
         best = state.best
         if best.id not in state.members:
-            state.members[best.id] = Member(best.program, best.fitness, analyze_program(best.program).hash)
+            facts = analyze_program(best.program)
+            state.members[best.id] = Member(
+                best.program,
+                best.fitness,
+                facts.hash,
+                live_statement_count(best.program, facts.redundant_fraction),
+            )
         island.members = deque([best.id] * self.config.search.population_size)
         island.best_fitness = best.fitness
         island.since_improvement = 0

@@ -151,7 +151,9 @@ def run_funnel(
     out_dir = Path(out_dir)
     task, search_seeds = search_task(run_dirs)
     tasks = stage_tasks(config, task, search_seeds)
-    candidates = gather_candidates(run_dirs, config.candidates.top_k, config.candidates.island_best)
+    candidates = gather_candidates(
+        run_dirs, config.candidates.top_k, config.candidates.island_best, config.candidates.shortest_within
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_atomically(out_dir / FUNNEL_CONFIG, dump_funnel_config(config))
     outcome = FunnelOutcome(config, list(run_dirs), task, candidates)

@@ -1,7 +1,8 @@
 """The programs that enter the funnel: the best distinct ones of one or more search runs.
 
 Read from each run's ``individuals.jsonl``: the top K by search fitness over all runs,
-plus the best of every island of every run. Two programs are the same candidate when,
+plus the best of every island of every run, plus (``shortest_within``) each run's program
+with the fewest live statements among those within a tolerance of the run's best fitness. Two programs are the same candidate when,
 after pruning (``dsl.prune``), they share a functional hash (``dsl.analyze``) or a
 numeric fingerprint (``dsl.fingerprint``); the first in fitness order stands for both.
 Failed individuals never enter. Each candidate keeps its run and individual id.
@@ -29,7 +30,7 @@ class Candidate:
       program: the program without its redundant statements (same updates).
       hash: its functional hash.
       fingerprint: its numeric fingerprint.
-      reasons: why it entered: ``"top_k"`` and/or ``"island_best"``.
+      reasons: why it entered: ``"top_k"``, ``"island_best"`` and/or ``"shortest_within"``.
     """
 
     run: str
@@ -70,8 +71,14 @@ def search_task(run_dirs: list[str]) -> tuple[str, list[int]]:
     return next(iter(tasks.values())), seeds
 
 
-def gather_candidates(run_dirs: list[str], top_k: int, island_best: bool) -> list[Candidate]:
+def gather_candidates(
+    run_dirs: list[str], top_k: int, island_best: bool, shortest_within: float | None = None
+) -> list[Candidate]:
     """The best distinct programs of ``run_dirs``, best search fitness first.
+
+    ``shortest_within`` adds, for each run, the program with the fewest live statements
+    (statements that are not redundant) among those whose search fitness is within that
+    much of the run's best; of equal lengths, the fitter.
 
     Raises:
       CandidateError: if no run holds a successful individual.
@@ -127,5 +134,26 @@ def gather_candidates(run_dirs: list[str], top_k: int, island_best: bool) -> lis
             best_of_island.setdefault((run_index, record["island"]), (path, record))
         for path, record in best_of_island.values():
             identify(path, record, "island_best")
+    if shortest_within is not None:
+        shortest: dict[int, tuple[tuple[int, int], str, dict]] = {}
+        run_best: dict[int, float] = {}
+        for rank, (run_index, path, record) in enumerate(records):  # fitness order: a run's best first
+            best = run_best.setdefault(run_index, record["fitness"])
+            if record["fitness"] < best - shortest_within:
+                continue
+            key = (_live_statements(record), rank)
+            if run_index not in shortest or key < shortest[run_index][0]:
+                shortest[run_index] = (key, path, record)
+        for _, path, record in shortest.values():
+            identify(path, record, "shortest_within")
     candidates = [Candidate(**{**fields, "reasons": tuple(fields["reasons"])}) for fields in chosen.values()]
     return sorted(candidates, key=lambda c: -c.search_fitness)  # stable: ties keep the log's order
+
+
+def _live_statements(record: dict) -> int:
+    """The logged program's statements that are not redundant (its length less the redundant share)."""
+    length, redundant = record.get("length"), record.get("redundant_fraction")
+    if length is None or redundant is None:  # not logged: analyze the program
+        analysis = analyze(parse(record["program"]))
+        return len(analysis.program.statements) - len(analysis.redundant)
+    return length - round(redundant * length)

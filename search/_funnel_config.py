@@ -14,7 +14,17 @@ from typing import Any
 
 import yaml
 
-from ._config import ConfigError, WorkersSection, _build, _is_int, _is_number, _nonempty_str, _spec, load_yaml
+from ._config import (
+    ConfigError,
+    WorkersSection,
+    _build,
+    _is_int,
+    _is_number,
+    _nonempty_str,
+    _optional,
+    _spec,
+    load_yaml,
+)
 
 DEFAULT_STAGE_SEEDS = (1, 2, 3, 4, 5)
 
@@ -50,6 +60,13 @@ class CandidatesSection:
     )
     island_best: bool = _spec(
         True, "true or false", lambda x: isinstance(x, bool), "also the best program of every island"
+    )
+    shortest_within: float | None = _spec(
+        None,
+        "null or a number >= 0",
+        _optional(lambda x: _is_number(x) and x >= 0),
+        "also each run's program with the fewest live statements among those within this much "
+        "search fitness of the run's best (null: none)",
     )
     follow_best: bool = _spec(
         True,

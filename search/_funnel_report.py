@@ -189,7 +189,14 @@ def report_markdown(outcome: FunnelOutcome) -> str:
         "",
         f"Runs: {', '.join(outcome.runs)} (search task {outcome.search_task}). "
         f"{len(outcome.candidates)} distinct candidates: the top {config.candidates.top_k} by search fitness"
-        + (", plus the best of every island." if config.candidates.island_best else "."),
+        + (", plus the best of every island" if config.candidates.island_best else "")
+        + (
+            f", plus each run's shortest program (fewest live statements) within "
+            f"{config.candidates.shortest_within:g} of its best search fitness"
+            if config.candidates.shortest_within is not None
+            else ""
+        )
+        + ".",
         "",
         f"Promotion rule: a program goes on when its mean test fitness beats tuned {reference} by more than "
         "k standard errors of the paired difference (per-seed difference on the same seeds; sample standard "

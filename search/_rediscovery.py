@@ -5,7 +5,8 @@ For each run (the evolution seeds, then each baseline method's seeds), in ``OUT/
 1. ``search/``: a search run directory (resumed if it exists, skipped if finished, as
    ``symdisc resume`` does);
 2. ``funnel/``: the funnel on it (``run_funnel`` resumes from its evaluation log);
-3. the winner, the best test mean at the deepest stage any candidate reached, simplified
+3. the winner (``pipeline.winner``: the best test mean at the deepest stage any candidate
+   reached, or the shortest program the best does not beat there by one standard error), simplified
    with ``dsl.simplify`` (dead code, probe-verified rewrites and rounding; no ablation, so
    the same updates): ``winner.txt`` (raw), ``simplified.txt``, the steps
    in ``simplification.txt``;
@@ -158,7 +159,7 @@ def run_one(
     run_search(config.run_config(run.seed, run.method), search_dir, evaluator, log, quiet)
     log(f"{run.name}: funnel into {directory / FUNNEL_DIR}")
     outcome = run_funnel(config.funnel, [str(search_dir)], directory / FUNNEL_DIR, evaluator, log)
-    stage, winner = funnel_winner(outcome)
+    stage, winner = funnel_winner(outcome, config.pipeline.winner)
     write_winner(winner, search_dir, directory / WINNER)
     simplified = simplify_winner(winner, directory, log)
     log(f"{run.name}: closest known optimizer of the simplified winner")
@@ -217,16 +218,38 @@ def run_search(config: Config, path: Path, evaluator, log: Callable[[str], None]
         rundir.close()
 
 
-def funnel_winner(outcome: FunnelOutcome) -> tuple[StageOutcome, Row]:
-    """The candidate with the best test mean at the deepest stage any candidate reached.
+def funnel_winner(outcome: FunnelOutcome, rule: str = "best") -> tuple[StageOutcome, Row]:
+    """The funnel's winner, from the deepest stage any candidate reached.
+
+    ``rule`` ``"best"``: the candidate with the best test mean there. ``"shortest_within_se"``:
+    of the candidates the best does not beat by more than one paired standard error (the
+    one-standard-error rule), the one with the fewest live statements; of equal lengths, the
+    better test mean. The paper simplifies its winner by hand (arXiv:2302.06675, section 5);
+    this rule prefers the simpler program only where the funnel cannot tell them apart.
 
     Raises:
-      ValueError: if no stage evaluated a candidate.
+      ValueError: if no stage evaluated a candidate, or ``rule`` is unknown.
     """
+    if rule not in ("best", "shortest_within_se"):
+        raise ValueError(f"unknown winner rule {rule!r}")
     for stage in reversed(outcome.stages):
         rows = [row for row in stage.rows if row.kind == "candidate"]
-        if rows:  # the first of equal means: the better by search fitness
-            return stage, max(rows, key=lambda row: _or_worst(row.test.mean))
+        if not rows:
+            continue
+        best = max(rows, key=lambda row: _or_worst(row.test.mean))  # the first of equal means
+        if rule == "best" or not math.isfinite(best.test.mean):
+            return stage, best
+        best_test = [result.test_fitness for result in best.results]
+        tied = [
+            row
+            for row in rows
+            if row is best
+            or (
+                math.isfinite(row.test.mean)
+                and not paired_comparison(best_test, [r.test_fitness for r in row.results], 1.0).beats
+            )
+        ]
+        return stage, min(tied, key=lambda row: (len(row.candidate.program.statements), -row.test.mean))
     raise ValueError(f"no funnel stage of {', '.join(outcome.runs)} evaluated a candidate")
 
 

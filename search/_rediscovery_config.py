@@ -30,6 +30,10 @@ from ._config import (
 from ._funnel_config import FunnelConfig, funnel_config_from_dict
 
 BASELINE_METHODS = ("random", "constants_only")
+WINNER_RULES = (
+    "best",
+    "shortest_within_se",
+)  # how the funnel's winner is chosen (_rediscovery.funnel_winner)
 """Search modes the pipeline runs beside evolution, with the same budget (``search.mode``)."""
 
 
@@ -70,6 +74,14 @@ class PipelineSection:
         _optional(lambda x: _is_number(x) and x > 0),
         "null: the verdict judges the probe-simplified winner; a number: the validation fitness a "
         "statement's removal may cost in the paper's ablation step (search._rediscovery_ablation)",
+    )
+
+    winner: str = _spec(
+        "best",
+        f"one of {', '.join(WINNER_RULES)}",
+        lambda x: x in WINNER_RULES,
+        "best: the best test mean at the deepest stage; shortest_within_se: of the programs there "
+        "the best does not beat by more than one paired standard error, the fewest live statements",
     )
 
     def __post_init__(self):

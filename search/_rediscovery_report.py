@@ -280,9 +280,10 @@ def report_markdown(
         f"`{search.task.name}` (seeds {list(search.task.seeds)}), {search.search.parallel_searches} "
         f"population(s) of {search.search.population_size}, tournaments of {search.search.tournament_size}, "
         f"restart from the best after {search.search.restart_after} children without improvement, "
+        f"{_parsimony_text(search.search.parsimony_tolerance)}"
         f"{pipeline.minutes:g} minutes of wall time{_stall_text(search.task.stall.rule)}; then the funnel "
-        f"(stages {stages}) against tuned "
-        f"{baselines}; the winner (best test mean at the deepest stage reached) simplified "
+        f"(stages {stages}{_shortest_text(funnel.candidates.shortest_within)}) against tuned "
+        f"{baselines}; the winner ({_winner_text(pipeline.winner)}) simplified "
         "(`dsl.simplify`: probe-verified steps only, the same updates); the closest known optimizer "
         "(`dsl.closest_optimizer`); plots. "
         + _ablation_text(pipeline.ablation_tolerance, search.task.name, funnel.tuning.seeds)
@@ -335,6 +336,30 @@ def report_markdown(
         lines += [f"![{s['name']}: {Path(p).stem}]({_link(p, base)})" for p in files[s["name"]]["plots"]]
         lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _parsimony_text(tolerance: float) -> str:
+    if tolerance <= 0:
+        return ""
+    return (
+        f"tournaments won by the fewest live statements among members within {tolerance:g} of the "
+        "sample's best fitness (`search.parsimony_tolerance`), "
+    )
+
+
+def _shortest_text(tolerance: float | None) -> str:
+    if tolerance is None:
+        return ""
+    return f"; candidates include the shortest program within {tolerance:g} of the search's best fitness"
+
+
+def _winner_text(rule: str) -> str:
+    if rule == "shortest_within_se":
+        return (
+            "the fewest live statements among the candidates at the deepest stage reached that the best "
+            "test mean there does not beat by more than one paired standard error"
+        )
+    return "best test mean at the deepest stage reached"
 
 
 def _ablation_text(tolerance: float | None, task: str, seeds) -> str:

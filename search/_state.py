@@ -8,12 +8,13 @@ from the log and a checkpoint's size does not grow with the number of programs s
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from dsl import Program, parse
+from dsl import Program, analyze, parse
 from proxy_tasks import WORST_FITNESS
 
 from ._records import finite_or_none, none_to_nan, none_to_worst
@@ -55,11 +56,30 @@ class Pending:
 
 @dataclass
 class Member:
-    """A population member: what the tournament and mutation need."""
+    """A population member: what the tournament and mutation need.
+
+    ``live_statements`` counts the statements that reach an update (``dsl.analyze``'s
+    non-redundant ones): the length a parsimony tournament compares.
+    """
 
     program: Program
     fitness: float
     hash: str
+    live_statements: int
+
+
+def live_statement_count(program: Program, redundant_fraction: float | None = None) -> int:
+    """Statements of ``program`` that are not redundant.
+
+    Args:
+      program: a valid program.
+      redundant_fraction: its ``Facts.redundant_fraction`` (the redundant count over the
+        statement count, so the count is recovered exactly); None or NaN analyzes the program.
+    """
+    statements = len(program.statements)
+    if redundant_fraction is None or math.isnan(redundant_fraction):
+        return statements - len(analyze(program).redundant)
+    return statements - round(redundant_fraction * statements)
 
 
 @dataclass
@@ -170,7 +190,12 @@ class SearchState:
                 for island in self.islands
             ],
             "members": {
-                str(k): {"program": m.program.to_text(), "fitness": finite_or_none(m.fitness), "hash": m.hash}
+                str(k): {
+                    "program": m.program.to_text(),
+                    "fitness": finite_or_none(m.fitness),
+                    "hash": m.hash,
+                    "live_statements": m.live_statements,
+                }
                 for k, m in self.members.items()
                 if k in referenced
             },
@@ -208,6 +233,16 @@ class SearchState:
                 texts[text] = parse(text)
             return texts[text]
 
+        def member_of(data: dict) -> Member:
+            program = program_of(data["program"])
+            live = data.get("live_statements")  # absent from checkpoints written before parsimony
+            return Member(
+                program,
+                none_to_worst(data["fitness"]),
+                data["hash"],
+                live_statement_count(program) if live is None else live,
+            )
+
         rng = np.random.default_rng()
         rng.bit_generator.state = data["rng"]
         best = data["best"]
@@ -218,10 +253,7 @@ class SearchState:
                 Island(deque(i["members"]), none_to_worst(i["best_fitness"]), i["since"])
                 for i in data["islands"]
             ],
-            members={
-                int(k): Member(program_of(m["program"]), none_to_worst(m["fitness"]), m["hash"])
-                for k, m in data["members"].items()
-            },
+            members={int(k): member_of(m) for k, m in data["members"].items()},
             in_flight={
                 p["id"]: Pending(
                     id=p["id"],

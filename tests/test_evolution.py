@@ -355,6 +355,40 @@ def test_tournament_picks_the_fittest_of_the_sampled_members():
     assert tournament(rng, [13, 13, 11, 13], fitness.__getitem__, 4) == 11
 
 
+def test_a_parsimony_tournament_picks_the_shortest_member_the_fitness_cannot_tell_from_the_fittest():
+    fitness = {10: -1.00, 11: -1.03, 12: -1.20, 13: -1.04, 14: float("-inf")}
+    length = {10: 12, 11: 5, 12: 2, 13: 5, 14: 1}
+    ids = list(fitness)
+    rng = np.random.default_rng(0)
+
+    def winner(tolerance):  # T = P: every member is sampled
+        return tournament(rng, ids, fitness.__getitem__, 5, tolerance, length.__getitem__)
+
+    assert winner(0.0) == 10  # off: the fittest
+    assert winner(0.02) == 10  # nothing shorter within 0.02 of -1.00
+    assert winner(0.05) == 11  # 11 and 13 are within 0.05 and have 5 statements: the fitter of the two
+    assert winner(0.25) == 12  # 2 statements, 0.20 below the fittest
+    assert winner(math.inf) == 12  # a failed member is never within the tolerance of a finite best
+    with pytest.raises(ValueError, match="live_statements"):
+        tournament(rng, ids, fitness.__getitem__, 5, 0.05)
+
+
+def test_a_search_with_parsimony_breeds_from_shorter_parents(tmp_path):
+    """Same seed, same first tournament samples: parsimony changes which parents breed, toward shorter ones."""
+    _, plain = run_search(tmp_path / "plain", make_config())
+    _, lean = run_search(tmp_path / "lean", make_config(search={"parsimony_tolerance": 1.0}))
+
+    def mean_parent_length(records):
+        by_id = {r["id"]: r for r in records}
+        lengths = [
+            by_id[r["parent"]]["length"] * (1 - by_id[r["parent"]]["redundant_fraction"]) for r in records[1:]
+        ]
+        return sum(lengths) / len(lengths)
+
+    assert stable(plain) != stable(lean)
+    assert mean_parent_length(lean) < mean_parent_length(plain)
+
+
 def test_one_tournament_per_child_whose_winner_is_mutated_until_valid(tmp_path, monkeypatch):
     tournaments = []
     real_tournament = search_evolution.tournament

@@ -246,6 +246,40 @@ def test_candidates_are_distinct_by_hash_and_fingerprint(tmp_path):
     ]
 
 
+def test_the_shortest_program_within_a_tolerance_of_the_best_is_a_candidate(tmp_path):
+    run = write_run(
+        tmp_path / "run",
+        [
+            (0, 0, SIGN_ALGEBRA, 0.9),  # the best: 5 live statements
+            (1, 0, SIGN_RENAMED.replace("0.9", "0.8"), 0.86),  # 3 live (and a dead one), 0.04 below
+            (2, 1, CLIPPED, 0.87),  # 3 live, 0.03 below: the fitter of the two 3s
+            (3, 1, MOMENTUM, 0.7),  # 2 live, 0.2 below
+            (4, 0, MOMENTUM.replace("0.9", "0.5"), None),  # 2 live, failed: never a candidate
+        ],
+    )
+    assert [c.individual for c in gather_candidates([run], 1, False, shortest_within=None)] == [0]
+    assert [c.individual for c in gather_candidates([run], 1, False, shortest_within=0.01)] == [0]
+    within = gather_candidates([run], 1, False, shortest_within=0.05)
+    assert [(c.individual, c.reasons) for c in within] == [(0, ("top_k",)), (2, ("shortest_within",))]
+    assert [c.individual for c in gather_candidates([run], 1, False, shortest_within=0.25)] == [0, 3]
+
+
+def test_the_shortest_candidate_of_a_real_run_uses_its_logged_lengths(search_run):
+    records = [r for r in RunDirectory.open(search_run).read_log() if r["failure"] is None]
+    best = max(r["fitness"] for r in records)
+    tolerance = 0.2
+    live = {
+        r["id"]: len(parse(r["program"]).statements) - len(analyze(r["program"]).redundant)
+        for r in records
+        if r["fitness"] >= best - tolerance
+    }
+    candidates = gather_candidates([search_run], 1, False, shortest_within=tolerance)
+    shortest = [c for c in candidates if "shortest_within" in c.reasons]
+    assert len(shortest) == 1 and live[shortest[0].individual] == min(live.values())
+    assert len(shortest[0].program.statements) == min(live.values())
+    assert min(live.values()) < max(live.values())  # the run offers a choice
+
+
 def test_candidates_of_several_runs_keep_their_run(tmp_path):
     first = write_run(tmp_path / "first", [(0, 0, MOMENTUM, 0.5), (1, 0, CLIPPED, 0.6)])
     second = write_run(tmp_path / "second", [(0, 0, SIGN, 0.7), (1, 0, MOMENTUM, 0.55)])

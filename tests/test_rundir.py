@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dsl import analyze, parse
 from search import (
     InProcessEvaluator,
     Progress,
@@ -20,6 +21,7 @@ from search import (
     config_from_dict,
 )
 from search._cache import FitnessCache
+from search._state import SearchState
 from symdisc.cli import main
 
 TASK = "mlp_digits_tiny"
@@ -189,6 +191,28 @@ def test_checkpoint_holds_population_rng_and_counts_but_not_the_cache(tmp_path, 
     assert all(len(island["members"]) == 8 for island in state["islands"])
     referenced = {str(i) for island in state["islands"] for i in island["members"]}
     assert set(state["members"]) == referenced
+
+
+def test_a_parsimony_search_resumes_exactly_and_its_checkpoint_holds_live_statement_counts(tmp_path):
+    lean = replace(make_config(meta=False), search=replace(make_config().search, parsimony_tolerance=0.5))
+    uninterrupted = run(tmp_path / "whole", lean)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", lean, InterruptAfter(23))
+    resume(tmp_path / "cut")
+    assert logs(tmp_path / "cut") == logs(tmp_path / "whole")
+    assert uninterrupted.stats()["restarts"] > 0  # a restart's copies of the best carry the count too
+
+    state = json.loads((tmp_path / "whole" / "checkpoint.json").read_text())
+    for member in state["members"].values():
+        analysis = analyze(parse(member["program"]))
+        assert member["live_statements"] == len(analysis.program.statements) - len(analysis.redundant)
+
+    # a checkpoint written before the counts existed loads them from the programs
+    for member in state["members"].values():
+        del member["live_statements"]
+    counts = {k: m.live_statements for k, m in SearchState.from_dict(state).members.items()}
+    written = json.loads((tmp_path / "whole" / "checkpoint.json").read_text())["members"]
+    assert counts == {int(k): m["live_statements"] for k, m in written.items()}
 
 
 def test_create_refuses_a_used_directory(tmp_path):
