@@ -194,6 +194,21 @@ def test_the_eighth_method_averages_the_fitness_over_two_training_seeds_and_chan
     assert eighth.funnel == seventh.funnel
 
 
+def test_the_ninth_method_prefers_the_shorter_program_in_three_places_and_changes_nothing_else():
+    eighth = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v8.yaml")
+    ninth = load_rediscovery_config(ROOT / "configs" / "rediscover_lion_v9.yaml")
+    assert (eighth.pipeline.first_seed, ninth.pipeline.first_seed) == (30, 40)
+    assert ninth.pipeline.out != eighth.pipeline.out
+    assert (eighth.pipeline.winner, ninth.pipeline.winner) == ("best", "shortest_within_se")
+    assert replace(ninth.pipeline, first_seed=30, out=eighth.pipeline.out, winner="best") == eighth.pipeline
+    assert ninth.search.search.parsimony_tolerance == 0.05
+    assert replace(ninth.search.search, parsimony_tolerance=0.0) == eighth.search.search
+    assert replace(ninth.search, search=eighth.search.search) == eighth.search
+    assert ninth.funnel.candidates.shortest_within == 0.05
+    assert replace(ninth.funnel.candidates, shortest_within=None) == eighth.funnel.candidates
+    assert replace(ninth.funnel, candidates=eighth.funnel.candidates) == eighth.funnel
+
+
 def _with(data: dict, path: str, value) -> dict:
     """``data`` with the key at dotted ``path`` (``stages.0.seeds``) set to ``value``."""
     data = json.loads(json.dumps(data))
@@ -589,3 +604,53 @@ def test_a_variant_equal_to_the_winner_measures_as_the_funnel_did_and_retrains_n
     winner_hash = dsl.analyze(dsl.parse(summary["winner"]["raw_program"])).hash
     assert trained and winner_hash not in {record["hash"] for record in trained}
     assert "Lion family:" in table
+
+
+def _funnel_row(label: str, text: str, tests: list[float]):
+    """A candidate row of a funnel stage with these per-seed test values."""
+    from proxy_tasks import Result
+    from search._funnel import Row
+    from search._funnel_candidates import Candidate
+    from search._funnel_stats import mean_and_se
+
+    program = dsl.analyze(text).pruned
+    candidate = Candidate("run", len(label), 0, -1.9, program, dsl.analyze(text).hash, label, ("top_k",))
+    results = [Result(t, -t, -t, 10, None, 0.0, test_fitness=t) for t in tests]
+    return Row(label, "candidate", candidate, None, results, mean_and_se(tests), mean_and_se(tests), None)
+
+
+def test_the_shortest_within_se_winner_is_the_shortest_program_the_best_does_not_beat_by_one_se():
+    from types import SimpleNamespace
+
+    from search._rediscovery import funnel_winner
+
+    lion = library.load("lion").to_text()
+    longer = lion.replace(
+        "  update = sign(update)\n", "  update = sign(update)\n  s = sin(update)\n  update = update + s\n"
+    )
+    signum = library.load("signum").to_text()
+    assert (
+        len(dsl.parse(longer).statements)
+        > len(dsl.parse(lion).statements)
+        > len(dsl.parse(signum).statements)
+    )
+    best = [-1.60, -1.62, -1.61, -1.63, -1.59]
+    # best minus lion, seed by seed: mean 0.002, SE 0.0064 (hand-computed): within one SE
+    tied = [b - d for b, d in zip(best, [0.02, -0.015, 0.01, -0.01, 0.005], strict=True)]
+    # best minus signum: mean 0.051, SE 0.0033: the best beats it
+    worse = [b - d for b, d in zip(best, [0.05, 0.06, 0.04, 0.05, 0.055], strict=True)]
+    failed = [-1.5, -1.5, float("-inf"), -1.5, -1.5]  # one diverged seed: never the winner
+    rows = [
+        _funnel_row("longer", longer, best),
+        _funnel_row("lion", lion, tied),
+        _funnel_row("signum", signum, worse),
+        _funnel_row("sgd", library.load("sgd").to_text(), failed),
+    ]
+    outcome = SimpleNamespace(stages=[SimpleNamespace(rows=rows)], runs=["run"])
+    assert funnel_winner(outcome)[1].label == "longer"
+    assert funnel_winner(outcome, "shortest_within_se")[1].label == "lion"
+    # without the tie, the best stands
+    rows[1] = _funnel_row("lion", lion, [b - 0.03 for b in best])
+    assert funnel_winner(outcome, "shortest_within_se")[1].label == "longer"
+    with pytest.raises(ValueError, match="unknown winner rule"):
+        funnel_winner(outcome, "shortest")
