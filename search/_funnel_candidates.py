@@ -2,9 +2,10 @@
 
 Read from each run's ``individuals.jsonl``: the top K by search fitness over all runs,
 plus the best of every island of every run, plus (``shortest_within``) each run's program
-with the fewest live statements among those within a tolerance of the run's best fitness. Two programs are the same candidate when,
-after pruning (``dsl.prune``), they share a functional hash (``dsl.analyze``) or a
-numeric fingerprint (``dsl.fingerprint``); the first in fitness order stands for both.
+with the fewest live statements among those within a tolerance of the run's best fitness.
+Two programs are the same candidate when, after pruning (``dsl.prune``), they share a
+functional hash (``dsl.analyze``) or a numeric fingerprint (``dsl.fingerprint``); the
+first in fitness order stands for both.
 Failed individuals never enter. Each candidate keeps its run and individual id.
 """
 

@@ -42,7 +42,7 @@ from ._inspect import read_run, summarize
 from ._lion_scan import first_lion_family
 from ._progress import Progress
 from ._rediscovery_ablation import AblationOutcome, ablate_winner
-from ._rediscovery_config import RediscoveryConfig
+from ._rediscovery_config import WINNER_RULES, RediscoveryConfig
 from ._rundir import CONFIG, RunDirectory, _write_atomically
 
 SEARCH_DIR = "search"
@@ -230,7 +230,7 @@ def funnel_winner(outcome: FunnelOutcome, rule: str = "best") -> tuple[StageOutc
     Raises:
       ValueError: if no stage evaluated a candidate, or ``rule`` is unknown.
     """
-    if rule not in ("best", "shortest_within_se"):
+    if rule not in WINNER_RULES:
         raise ValueError(f"unknown winner rule {rule!r}")
     for stage in reversed(outcome.stages):
         rows = [row for row in stage.rows if row.kind == "candidate"]

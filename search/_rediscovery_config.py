@@ -30,11 +30,10 @@ from ._config import (
 from ._funnel_config import FunnelConfig, funnel_config_from_dict
 
 BASELINE_METHODS = ("random", "constants_only")
-WINNER_RULES = (
-    "best",
-    "shortest_within_se",
-)  # how the funnel's winner is chosen (_rediscovery.funnel_winner)
 """Search modes the pipeline runs beside evolution, with the same budget (``search.mode``)."""
+
+WINNER_RULES = ("best", "shortest_within_se")
+"""How the funnel's winner is chosen (``pipeline.winner``, ``_rediscovery.funnel_winner``)."""
 
 
 def _is_methods(x: Any) -> bool:
@@ -75,7 +74,6 @@ class PipelineSection:
         "null: the verdict judges the probe-simplified winner; a number: the validation fitness a "
         "statement's removal may cost in the paper's ablation step (search._rediscovery_ablation)",
     )
-
     winner: str = _spec(
         "best",
         f"one of {', '.join(WINNER_RULES)}",

@@ -233,13 +233,13 @@ class SearchState:
                 texts[text] = parse(text)
             return texts[text]
 
-        def member_of(data: dict) -> Member:
-            program = program_of(data["program"])
-            live = data.get("live_statements")  # absent from checkpoints written before parsimony
+        def member_of(entry: dict) -> Member:
+            program = program_of(entry["program"])
+            live = entry.get("live_statements")  # absent from checkpoints written before parsimony
             return Member(
                 program,
-                none_to_worst(data["fitness"]),
-                data["hash"],
+                none_to_worst(entry["fitness"]),
+                entry["hash"],
                 live_statement_count(program) if live is None else live,
             )
 
