@@ -67,19 +67,20 @@ def tournament(
       The winner's id.
     """
     picks = [member_ids[int(index)] for index in rng.choice(len(member_ids), size=size, replace=False)]
-    fittest = max(fitness(member_id) for member_id in picks)
+    scored = [(member_id, fitness(member_id)) for member_id in picks]
+    fittest = max(score for _, score in scored)
     if parsimony_tolerance <= 0:
-        return next(member_id for member_id in picks if fitness(member_id) == fittest)
+        return next(member_id for member_id, score in scored if score == fittest)
     if live_statements is None:
         raise ValueError("a parsimony tolerance needs live_statements")
     # a failed member (fitness -inf) is never close to a finite fittest, whatever the tolerance
     close = [
-        member_id
-        for member_id in picks
-        if fitness(member_id) == fittest or -math.inf < fitness(member_id) >= fittest - parsimony_tolerance
+        (member_id, score)
+        for member_id, score in scored
+        if score == fittest or (score > -math.inf and score >= fittest - parsimony_tolerance)
     ]
     # min keeps the first of equal keys, so equal length and fitness falls to the first sampled
-    return min(close, key=lambda member_id: (live_statements(member_id), -fitness(member_id)))
+    return min(close, key=lambda pair: (live_statements(pair[0]), -pair[1]))[0]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from dsl import Program, analyze, fingerprint, parse
 
 from ._rundir import RunDirectory
+from ._state import live_statement_count
 
 
 @dataclass(frozen=True)
@@ -142,19 +143,12 @@ def gather_candidates(
             best = run_best.setdefault(run_index, record["fitness"])
             if record["fitness"] < best - shortest_within:
                 continue
-            key = (_live_statements(record), rank)
+            # the logged redundant share spares an analysis (None: not logged, analyzed instead)
+            live = live_statement_count(parse(record["program"]), record.get("redundant_fraction"))
+            key = (live, rank)
             if run_index not in shortest or key < shortest[run_index][0]:
                 shortest[run_index] = (key, path, record)
         for _, path, record in shortest.values():
             identify(path, record, "shortest_within")
     candidates = [Candidate(**{**fields, "reasons": tuple(fields["reasons"])}) for fields in chosen.values()]
     return sorted(candidates, key=lambda c: -c.search_fitness)  # stable: ties keep the log's order
-
-
-def _live_statements(record: dict) -> int:
-    """The logged program's statements that are not redundant (its length less the redundant share)."""
-    length, redundant = record.get("length"), record.get("redundant_fraction")
-    if length is None or redundant is None:  # not logged: analyze the program
-        analysis = analyze(parse(record["program"]))
-        return len(analysis.program.statements) - len(analysis.redundant)
-    return length - round(redundant * length)
