@@ -2,7 +2,9 @@
 
 The source is fixed by ``data_seed``: for each of the ``vocab_size ** order`` contexts, the
 next-token law is a Zipf(``zipf``) law over a random permutation of the vocabulary, divided
-by ``temperature`` in log space. Sequences of ``seq_len + 1`` tokens start from uniformly
+by ``temperature`` in log space, then times a Zipf(``unigram_zipf``) law in token order
+(0, the default, leaves it out): with it, some tokens are frequent and most are rare in
+every context, as in real text. Sequences of ``seq_len + 1`` tokens start from uniformly
 drawn context tokens; ``x`` is the first ``seq_len`` tokens, ``y`` the next-token targets.
 The model is ``proxy_tasks._charlm.make_charlm`` over this vocabulary; fitness is minus the
 validation log perplexity. Unlike the character corpus, the data never run out: the
@@ -29,6 +31,7 @@ MARKOV_DEFAULTS = {
     "order": 2,
     "zipf": 1.0,
     "temperature": 1.0,
+    "unigram_zipf": 0.0,
     "train_size": 65_536,
     "eval_size": 2048,
     "data_seed": 0,
@@ -84,6 +87,9 @@ def _source_table(data: dict, source_rng: np.random.Generator) -> np.ndarray:
     vocab, order = data["vocab_size"], data["order"]
     law = zipf_log_prior(vocab, data["zipf"])
     table = np.stack([law[source_rng.permutation(vocab)] for _ in range(vocab**order)]) / data["temperature"]
+    if data["unigram_zipf"]:
+        # The same skew in every context: token 0 the most frequent, as a real text's "the".
+        table = table + zipf_log_prior(vocab, data["unigram_zipf"])
     # Renormalized after the temperature: each row is then a distribution again.
     return table - np.logaddexp.reduce(table, axis=1, keepdims=True)
 

@@ -122,6 +122,35 @@ def test_source_entropy_by_hand():
     assert np.allclose(hot, math.log(5), atol=1e-6)
 
 
+def test_unigram_zipf_skews_every_context_by_hand():
+    # Two tokens, order 1, unigram_zipf 1: each context's law (2/3, 1/3) in some order is
+    # multiplied by Zipf(1) in token order, (2/3, 1/3), and renormalized. A context whose law
+    # favours token 0 gives (4/9, 1/9) / (5/9) = (4/5, 1/5); one favouring token 1,
+    # (2/9, 2/9) -> (1/2, 1/2).
+    config = dict(vocab_size=2, order=1, seq_len=4, unigram_zipf=1.0)
+    favours_zero = _source_table(2, order=1)[:, 0] > _source_table(2, order=1)[:, 1]
+    to_zero = np.where(favours_zero, 4 / 5, 1 / 2)  # P(next = 0 | context)
+
+    def h(p):
+        return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
+    # Two-state chain: P(0 -> 1) = 1 - to_zero[0], P(1 -> 0) = to_zero[1].
+    stationary_zero = to_zero[1] / (1 - to_zero[0] + to_zero[1])
+    expected = stationary_zero * h(to_zero[0]) + (1 - stationary_zero) * h(to_zero[1])
+    assert math.isclose(source_entropies(config)[1], expected, rel_tol=1e-9)
+    # Without it both contexts' laws are (2/3, 1/3) up to order: h(2/3) whatever the chain.
+    assert math.isclose(source_entropies({**config, "unigram_zipf": 0.0})[1], h(2 / 3), rel_tol=1e-9)
+
+
+def test_unigram_zipf_makes_low_token_ids_frequent():
+    flat = load_markov_dataset(dict(SMALL, vocab_size=16, temperature=0.5)).y_train
+    skewed = load_markov_dataset(dict(SMALL, vocab_size=16, temperature=0.5, unigram_zipf=1.0)).y_train
+    share_of_first_quarter = [np.mean(tokens < 4) for tokens in (flat, skewed)]
+    # Near a quarter without the skew; Zipf(1) alone would give its four first tokens 61%.
+    assert abs(share_of_first_quarter[0] - 0.25) < 0.06
+    assert share_of_first_quarter[1] > 0.4
+
+
 def test_the_sharp_language_is_learnt_past_the_one_token_floor():
     # markov_sharp_a's claim (docs/proxy_design.md, section 11): within its 300 steps the model
     # learns to use the token before the last, so its loss ends well below what a model that
