@@ -6,8 +6,10 @@ on seeds the search never used, B and C the same family ~10x and ~100x larger. A
 stage the reference baseline (tuned AdamW) and the other baselines (tuned Lion) are tuned
 on the stage's task with one grid and one seed budget (``_funnel_tuning``), then every
 program and baseline trains on the stage's seeds. A program goes on to the next stage when
-its mean **test** fitness beats the tuned reference by more than k paired standard errors
-(``_funnel_stats``), at most the top M of them.
+its mean **validation** fitness beats the tuned reference by more than k paired standard
+errors (``_funnel_stats``), at most the top M of them; test fitness is reported beside it
+and selects nothing (``select_on: test``, the rule of the funnels run before it existed,
+promotes on test instead).
 
 Everything trained is logged as it finishes (``_funnel_store``), so running the funnel
 again on its directory resumes it without training anything twice. ``funnel.json`` and
@@ -49,6 +51,7 @@ class Row:
       validation: mean and SE of the validation fitness.
       test: mean and SE of the test fitness.
       comparison: test values against the reference's, seed by seed (None for the reference).
+      validation_comparison: the same on validation values.
       promoted: it goes on to the next stage.
       followed: the best search program, evaluated here although it was not promoted
         (it takes no part in this stage's promotion).
@@ -65,6 +68,7 @@ class Row:
     validation: Estimate
     test: Estimate
     comparison: Comparison | None
+    validation_comparison: Comparison | None = None
     promoted: bool = False
     followed: bool = False
     same_as: str | None = None
@@ -72,6 +76,14 @@ class Row:
     @property
     def program(self) -> Program:
         return self.candidate.program if self.candidate is not None else self.tuned.program
+
+    def selection(self, select_on: str) -> Comparison | None:
+        """The comparison with the reference that selects (``select_on``: validation or test)."""
+        return self.validation_comparison if select_on == "validation" else self.comparison
+
+    def estimate(self, select_on: str) -> Estimate:
+        """Mean and SE of the fitness that selects."""
+        return self.validation if select_on == "validation" else self.test
 
 
 @dataclass
@@ -206,34 +218,33 @@ def _run_stage(
     def per_program(results: list[Result], index: int) -> list[Result]:
         return results[index * len(seeds) : (index + 1) * len(seeds)]
 
-    reference_test = [r.test_fitness for r in per_program(baseline_results, 0)]
+    reference = per_program(baseline_results, 0)
     baseline_rows = [
-        _row(
-            f"{t.name} (tuned)", "baseline", None, t, per_program(baseline_results, i), reference_test, stage
-        )
+        _row(f"{t.name} (tuned)", "baseline", None, t, per_program(baseline_results, i), reference, stage)
         for i, t in enumerate(tuned)
     ]
     baseline_rows[0].kind = "reference"
-    baseline_rows[0].comparison = None
+    baseline_rows[0].comparison = baseline_rows[0].validation_comparison = None
     candidate_rows = []
     for index, candidate in enumerate(programs):
         results = per_program(candidate_results, index)
-        row = _row(candidate.label, "candidate", candidate, None, results, reference_test, stage)
+        row = _row(candidate.label, "candidate", candidate, None, results, reference, stage)
         row.followed = followed and candidate is best
         candidate_rows.append(row)
-    competed = promote_rows(candidate_rows, stage.promote_top)
+    competed = promote_rows(candidate_rows, stage.promote_top, config.select_on)
     outcome.rows = candidate_rows + baseline_rows
     promoted = sum(row.promoted for row in candidate_rows)
     log(f"stage {stage.name}: {promoted} of {competed} promoted")
     return outcome
 
 
-def promote_rows(rows: list[Row], top: int) -> int:
-    """Mark the promoted candidate rows (``promote``), leaving out the followed row and rows
-    with the same results as an earlier one (``same_as``); returns how many competed."""
+def promote_rows(rows: list[Row], top: int, select_on: str = "validation") -> int:
+    """Mark the promoted candidate rows (``promote`` on the ``select_on`` comparisons), leaving
+    out the followed row and rows with the same results as an earlier one (``same_as``);
+    returns how many competed."""
     mark_same_results(rows)
     competing = [row for row in rows if not row.followed and row.same_as is None]
-    for index in promote([row.comparison for row in competing], top):
+    for index in promote([row.selection(select_on) for row in competing], top):
         competing[index].promoted = True
     return len(competing)
 
@@ -255,17 +266,20 @@ def _row(
     candidate: Candidate | None,
     tuned: TunedBaseline | None,
     results: list[Result],
-    reference_test: list[float],
+    reference: list[Result],
     stage: StageSection,
 ) -> Row:
+    validation = [r.fitness for r in results]
     test = [r.test_fitness for r in results]
+    k = stage.standard_errors
     return Row(
         label=label,
         kind=kind,
         candidate=candidate,
         tuned=tuned,
         results=results,
-        validation=mean_and_se([r.fitness for r in results]),
+        validation=mean_and_se(validation),
         test=mean_and_se(test),
-        comparison=paired_comparison(test, reference_test, stage.standard_errors),
+        comparison=paired_comparison(test, [r.test_fitness for r in reference], k),
+        validation_comparison=paired_comparison(validation, [r.fitness for r in reference], k),
     )

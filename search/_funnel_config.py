@@ -27,6 +27,7 @@ from ._config import (
 )
 
 DEFAULT_STAGE_SEEDS = (1, 2, 3, 4, 5)
+SELECT_ON = ("validation", "test")
 
 
 def _is_seed_list(minimum: int):
@@ -97,7 +98,7 @@ class StageSection:
         2.0,
         "a number >= 0",
         lambda x: _is_number(x) and x >= 0,
-        "promoted when the test difference to the reference exceeds this many standard errors",
+        "promoted when the difference to the reference (on select_on) exceeds this many standard errors",
     )
     promote_top: int = _spec(
         5, "an int >= 1", lambda x: _is_int(x) and x >= 1, "at most this many go on to the next stage"
@@ -165,6 +166,13 @@ class FunnelConfig:
     tuning: TuningSection = field(default_factory=TuningSection)
     workers: WorkersSection | None = _spec(
         None, "null or a workers mapping", lambda x: x is None or isinstance(x, dict), "null: the run's"
+    )
+    select_on: str = _spec(
+        "validation",
+        "validation or test",
+        lambda x: x in SELECT_ON,
+        "the held-out fitness that promotes programs and picks a pipeline's winner; the report "
+        "gives both, and test answers whether a program beats the reference",
     )
 
     def __post_init__(self):

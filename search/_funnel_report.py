@@ -59,6 +59,7 @@ def _row_dict(row: Row, seeds: tuple[int, ...]) -> dict:
     data["validation"] = _estimate(row.validation)
     data["test"] = _estimate(row.test)
     data["vs_reference"] = _comparison(row.comparison)
+    data["vs_reference_validation"] = _comparison(row.validation_comparison)
     data["promoted"] = row.promoted
     data["followed"] = row.followed
     data["same_as"] = row.same_as
@@ -137,10 +138,12 @@ def _difference(c: Comparison | None) -> tuple[str, str]:
 def _stage_table(outcome: FunnelOutcome, stage: StageOutcome) -> list[str]:
     reference = outcome.config.baselines.reference
     lines = [
-        f"| program | run | search fitness | validation | test | test − {reference} | SE units | promoted |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| program | run | search fitness | validation | test | validation − {reference} | SE units "
+        f"| test − {reference} | SE units | promoted |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in stage.rows:
+        validation_difference, validation_z = _difference(row.validation_comparison)
         difference, z = _difference(row.comparison)
         if row.candidate is not None:
             name, run = str(row.candidate.individual), row.candidate.run
@@ -154,7 +157,7 @@ def _stage_table(outcome: FunnelOutcome, stage: StageOutcome) -> list[str]:
             name, run, fitness, promoted = row.label, "", "", ""
         lines.append(
             f"| {name} | {run} | {fitness} | {_mean_se(row.validation)} | {_mean_se(row.test)} "
-            f"| {difference} | {z} | {promoted} |"
+            f"| {validation_difference} | {validation_z} | {difference} | {z} | {promoted} |"
         )
     return lines
 
@@ -198,12 +201,17 @@ def report_markdown(outcome: FunnelOutcome) -> str:
         )
         + ".",
         "",
-        f"Promotion rule: a program goes on when its mean test fitness beats tuned {reference} by more than "
-        "k standard errors of the paired difference (per-seed difference on the same seeds; sample standard "
+        f"Promotion rule: a program goes on when its mean {config.select_on} fitness beats tuned {reference} "
+        "by more than k standard errors of the paired difference (per-seed difference on the same seeds; sample standard "
         "deviation over seeds / sqrt(seeds)); at most the top M by difference go on. Baselines are tuned "
         f"(learning rate and weight decay, one log grid, seeds {list(config.tuning.seeds)}) on each stage's "
         "task, on validation; every number below is a fresh run on the stage's seeds. "
-        "Validation and test are fitness (higher is better), mean ± standard error over seeds.",
+        "Validation and test are fitness (higher is better), mean ± standard error over seeds."
+        + (
+            " Test fitness selects nothing here: it answers the question below."
+            if config.select_on == "validation"
+            else " (select_on: test, the rule of funnels run before validation selection.)"
+        ),
         "",
         "## Answer",
         "",
@@ -220,9 +228,12 @@ def report_markdown(outcome: FunnelOutcome) -> str:
         candidates = [r for r in stage.rows if r.kind == "candidate" and not r.followed and r.same_as is None]
         promoted = [r.label for r in stage.rows if r.promoted]
         if candidates:
+            selecting = sum(r.selection(config.select_on).beats for r in candidates)
+            on_test = sum(r.comparison.beats for r in candidates)
             outcome_words = (
-                f"{sum(r.comparison.beats for r in candidates)} of {len(candidates)} candidates beat tuned "
-                f"{reference}; promoted: {', '.join(promoted) if promoted else 'none'}."
+                f"{selecting} of {len(candidates)} candidates beat tuned {reference} on {config.select_on}"
+                + ("" if config.select_on == "test" else f" ({on_test} on test)")
+                + f"; promoted: {', '.join(promoted) if promoted else 'none'}."
             )
         else:
             outcome_words = "No candidate was promoted to this stage; the best search program is followed."

@@ -5,8 +5,9 @@ For each run (the evolution seeds, then each baseline method's seeds), in ``OUT/
 1. ``search/``: a search run directory (resumed if it exists, skipped if finished, as
    ``symdisc resume`` does);
 2. ``funnel/``: the funnel on it (``run_funnel`` resumes from its evaluation log);
-3. the winner (``pipeline.winner``: the best test mean at the deepest stage any candidate
-   reached, or the shortest program the best does not beat there by one standard error), simplified
+3. the winner (``pipeline.winner``: the best mean at the deepest stage any candidate reached,
+   or the shortest program the best does not beat there by one standard error, both on the
+   funnel's ``select_on`` fitness, validation unless a config says test), simplified
    with ``dsl.simplify`` (dead code, probe-verified rewrites and rounding; no ablation, so
    the same updates): ``winner.txt`` (raw), ``simplified.txt``, the steps
    in ``simplification.txt``;
@@ -219,12 +220,13 @@ def run_search(config: Config, path: Path, evaluator, log: Callable[[str], None]
 
 
 def funnel_winner(outcome: FunnelOutcome, rule: str = "best") -> tuple[StageOutcome, Row]:
-    """The funnel's winner, from the deepest stage any candidate reached.
+    """The funnel's winner, from the deepest stage any candidate reached, chosen on the
+    funnel's ``select_on`` fitness (validation; test only for funnels that promoted on it).
 
-    ``rule`` ``"best"``: the candidate with the best test mean there. ``"shortest_within_se"``:
+    ``rule`` ``"best"``: the candidate with the best mean there. ``"shortest_within_se"``:
     of the candidates the best does not beat by more than one paired standard error (the
     one-standard-error rule), the one with the fewest live statements; of equal lengths, the
-    better test mean. The paper simplifies its winner by hand (arXiv:2302.06675, section 5);
+    better mean. The paper simplifies its winner by hand (arXiv:2302.06675, section 5);
     this rule prefers the simpler program only where the funnel cannot tell them apart.
 
     Raises:
@@ -232,24 +234,30 @@ def funnel_winner(outcome: FunnelOutcome, rule: str = "best") -> tuple[StageOutc
     """
     if rule not in WINNER_RULES:
         raise ValueError(f"unknown winner rule {rule!r}")
+    select_on = outcome.config.select_on
+
+    def values(row: Row) -> list[float]:
+        return [r.fitness if select_on == "validation" else r.test_fitness for r in row.results]
+
     for stage in reversed(outcome.stages):
         rows = [row for row in stage.rows if row.kind == "candidate"]
         if not rows:
             continue
-        best = max(rows, key=lambda row: _or_worst(row.test.mean))  # the first of equal means
-        if rule == "best" or not math.isfinite(best.test.mean):
+        best = max(rows, key=lambda row: _or_worst(row.estimate(select_on).mean))  # the first of equal means
+        if rule == "best" or not math.isfinite(best.estimate(select_on).mean):
             return stage, best
-        best_test = [result.test_fitness for result in best.results]
         tied = [
             row
             for row in rows
             if row is best
             or (
-                math.isfinite(row.test.mean)
-                and not paired_comparison(best_test, [r.test_fitness for r in row.results], 1.0).beats
+                math.isfinite(row.estimate(select_on).mean)
+                and not paired_comparison(values(best), values(row), 1.0).beats
             )
         ]
-        return stage, min(tied, key=lambda row: (len(row.candidate.program.statements), -row.test.mean))
+        return stage, min(
+            tied, key=lambda row: (len(row.candidate.program.statements), -row.estimate(select_on).mean)
+        )
     raise ValueError(f"no funnel stage of {', '.join(outcome.runs)} evaluated a candidate")
 
 

@@ -78,8 +78,9 @@ class PipelineSection:
         "best",
         f"one of {', '.join(WINNER_RULES)}",
         lambda x: x in WINNER_RULES,
-        "best: the best test mean at the deepest stage; shortest_within_se: of the programs there "
-        "the best does not beat by more than one paired standard error, the fewest live statements",
+        "best: the best mean at the deepest stage; shortest_within_se: of the programs there "
+        "the best does not beat by more than one paired standard error, the fewest live statements "
+        "(both on the funnel's select_on fitness)",
     )
 
     def __post_init__(self):

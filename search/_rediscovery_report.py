@@ -283,7 +283,8 @@ def report_markdown(
         f"{_parsimony_text(search.search.parsimony_tolerance)}"
         f"{pipeline.minutes:g} minutes of wall time{_stall_text(search.task.stall.rule)}; then the funnel "
         f"(stages {stages}{_shortest_text(funnel.candidates.shortest_within)}) against tuned "
-        f"{baselines}; the winner ({_winner_text(pipeline.winner)}) simplified "
+        f"{baselines}, promoting on {funnel.select_on}; the winner "
+        f"({_winner_text(pipeline.winner, funnel.select_on)}) simplified "
         "(`dsl.simplify`: probe-verified steps only, the same updates); the closest known optimizer "
         "(`dsl.closest_optimizer`); plots. "
         + _ablation_text(pipeline.ablation_tolerance, search.task.name, funnel.tuning.seeds)
@@ -353,13 +354,13 @@ def _shortest_text(tolerance: float | None) -> str:
     return f"; candidates include the shortest program within {tolerance:g} of the search's best fitness"
 
 
-def _winner_text(rule: str) -> str:
+def _winner_text(rule: str, select_on: str) -> str:
     if rule == "shortest_within_se":
         return (
             "the fewest live statements among the candidates at the deepest stage reached that the best "
-            "test mean there does not beat by more than one paired standard error"
+            f"{select_on} mean there does not beat by more than one paired standard error"
         )
-    return "best test mean at the deepest stage reached"
+    return f"best {select_on} mean at the deepest stage reached"
 
 
 def _ablation_text(tolerance: float | None, task: str, seeds) -> str:

@@ -114,16 +114,17 @@ def test_a_candidate_with_the_same_results_as_an_earlier_one_takes_no_place():
             )
             for r in reference
         ]
-        test = [r.test_fitness for r in results]
+        validation, test = [r.fitness for r in results], [r.test_fitness for r in results]
         return Row(
             label,
             "candidate",
             None,
             None,
             results,
-            mean_and_se(test),
+            mean_and_se(validation),
             mean_and_se(test),
             paired_comparison(test, reference),
+            paired_comparison(validation, reference),
         )
 
     best, copy, other = row("a", 0.04), row("a2", 0.04), row("b", 0.03)
@@ -132,6 +133,47 @@ def test_a_candidate_with_the_same_results_as_an_earlier_one_takes_no_place():
     assert promote_rows(rows, top=3) == 3
     assert [r.same_as for r in rows] == [None, "a", None, None]
     assert [r.label for r in rows if r.promoted] == ["a", "b", "c"]
+
+
+def _stage_row(label: str, validation: list[float], test: list[float], reference: Result) -> Row:
+    results = [
+        Result(fitness=v, metric=0.0, train_loss=0.0, steps=1, failure=None, seconds=0.0, test_fitness=t)
+        for v, t in zip(validation, test, strict=True)
+    ]
+    return Row(
+        label,
+        "candidate",
+        None,
+        None,
+        results,
+        mean_and_se(validation),
+        mean_and_se(test),
+        paired_comparison(test, [r.test_fitness for r in reference]),
+        paired_comparison(validation, [r.fitness for r in reference]),
+    )
+
+
+def test_promotion_selects_on_validation_and_test_only_reports():
+    reference = [
+        Result(fitness=v, metric=0.0, train_loss=0.0, steps=1, failure=None, seconds=0.0, test_fitness=v)
+        for v in (0.5, 0.25, 0.75)
+    ]
+    shifted = [r.fitness for r in reference]
+    # "valid" beats the reference by 0.05 on validation (every seed), ties it on test;
+    # "lucky" ties on validation and beats it by 0.05 on test.
+    valid = _stage_row("valid", [v + 0.05 for v in shifted], shifted, reference)
+    lucky = _stage_row("lucky", shifted, [v + 0.05 for v in shifted], reference)
+    rows = [valid, lucky]
+    assert promote_rows(rows, top=2) == 2
+    assert [r.label for r in rows if r.promoted] == ["valid"]
+    # the rule of the funnels run before validation selection
+    for row in rows:
+        row.promoted = False
+    promote_rows(rows, top=2, select_on="test")
+    assert [r.label for r in rows if r.promoted] == ["lucky"]
+    assert funnel_config_from_dict({}).select_on == "validation"
+    with pytest.raises(ConfigError, match="select_on"):
+        funnel_config_from_dict({"select_on": "train"})
 
 
 # ----------------------------------------------------------------------------- configs

@@ -606,21 +606,46 @@ def test_a_variant_equal_to_the_winner_measures_as_the_funnel_did_and_retrains_n
     assert "Lion family:" in table
 
 
-def _funnel_row(label: str, text: str, tests: list[float]):
-    """A candidate row of a funnel stage with these per-seed test values."""
+def _funnel_row(label: str, text: str, validation: list[float], tests: list[float] | None = None):
+    """A candidate row of a funnel stage with these per-seed validation (and test) values."""
     from proxy_tasks import Result
     from search._funnel import Row
     from search._funnel_candidates import Candidate
     from search._funnel_stats import mean_and_se
 
+    tests = validation if tests is None else tests
     program = dsl.analyze(text).pruned
     candidate = Candidate("run", len(label), 0, -1.9, program, dsl.analyze(text).hash, label, ("top_k",))
-    results = [Result(t, -t, -t, 10, None, 0.0, test_fitness=t) for t in tests]
-    return Row(label, "candidate", candidate, None, results, mean_and_se(tests), mean_and_se(tests), None)
+    results = [
+        Result(v, -v, -v, 10, None, 0.0, test_fitness=t) for v, t in zip(validation, tests, strict=True)
+    ]
+    return Row(
+        label, "candidate", candidate, None, results, mean_and_se(validation), mean_and_se(tests), None
+    )
+
+
+def _funnel_outcome(rows, select_on: str = "validation"):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        stages=[SimpleNamespace(rows=rows)], runs=["run"], config=SimpleNamespace(select_on=select_on)
+    )
+
+
+def test_the_winner_is_chosen_on_validation_unless_the_funnel_selected_on_test():
+    from search._rediscovery import funnel_winner
+
+    lion, signum = library.load("lion").to_text(), library.load("signum").to_text()
+    high, low = [-1.60, -1.61, -1.62], [-1.70, -1.71, -1.72]
+    rows = [_funnel_row("lion", lion, high, low), _funnel_row("signum", signum, low, high)]
+    assert funnel_winner(_funnel_outcome(rows))[1].label == "lion"
+    assert funnel_winner(_funnel_outcome(rows, "test"))[1].label == "signum"
+    # the one-SE rule measures the tie on the same fitness: on validation lion beats signum by 0.1
+    assert funnel_winner(_funnel_outcome(rows), "shortest_within_se")[1].label == "lion"
+    assert funnel_winner(_funnel_outcome(rows, "test"), "shortest_within_se")[1].label == "signum"
 
 
 def test_the_shortest_within_se_winner_is_the_shortest_program_the_best_does_not_beat_by_one_se():
-    from types import SimpleNamespace
 
     from search._rediscovery import funnel_winner
 
@@ -646,7 +671,7 @@ def test_the_shortest_within_se_winner_is_the_shortest_program_the_best_does_not
         _funnel_row("signum", signum, worse),
         _funnel_row("sgd", library.load("sgd").to_text(), failed),
     ]
-    outcome = SimpleNamespace(stages=[SimpleNamespace(rows=rows)], runs=["run"])
+    outcome = _funnel_outcome(rows)
     assert funnel_winner(outcome)[1].label == "longer"
     assert funnel_winner(outcome, "shortest_within_se")[1].label == "lion"
     # without the tie, the best stands
