@@ -11,10 +11,11 @@
 #       lion adamw ablation_0.9 docs/rediscovery_v[234]/seed*.txt
 #
 # VARIANT (markov_lm_a's keys to override) registers TASK for the screen only; without it
-# TASK must be registered.
+# TASK must be registered. EVAL_SEEDS="3 4 5 6 7 8 9 10 11 12" in the environment sets the
+# test seeds (default 3-7).
 set -euo pipefail
 if [[ $# -lt 4 ]]; then
-  sed -n '2,14p' "$0" >&2
+  sed -n '2,16p' "$0" >&2
   exit 2
 fi
 out=$1 task=$2
@@ -41,6 +42,8 @@ run_one() {
   [[ -s $target ]] && return 0
   local args=(--task "$task" --program "$program" --out "$target.tmp")
   [[ -n $variant ]] && args+=(--variant "$variant")
+  # shellcheck disable=SC2206 # the seeds are words
+  [[ -n ${EVAL_SEEDS:-} ]] && args+=(--eval-seeds ${EVAL_SEEDS})
   python "$here/proxy_tuned_check.py" "${args[@]}" >"$target.log" 2>&1 && mv "$target.tmp" "$target" && rm "$target.log"
 }
 for program in "$@"; do
