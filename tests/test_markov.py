@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -12,7 +14,9 @@ import proxy_tasks
 from proxy_tasks import source_entropies
 from proxy_tasks._markov import _dataset, load_markov_dataset
 from proxy_tasks._teacher import zipf_log_prior
-from proxy_tasks._tune import find_lr_constant, with_constant
+from proxy_tasks._tune import find_lr_constant, find_wd_constant, with_constant
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SMALL = dict(
     seq_len=8, width=16, depth=1, heads=2, mlp_ratio=2, vocab_size=8, train_size=8192, eval_size=1024
@@ -160,3 +164,20 @@ def test_the_sharp_language_is_learnt_past_the_one_token_floor():
     adamw = dsl.library.load("adamw")
     result = task.evaluate(with_constant(adamw, find_lr_constant(adamw), 0.01), seed=3)
     assert source < result.test_metric < one_token - 0.2
+
+
+def test_markov_long_a_is_the_task_the_screen_measured():
+    # docs/proxy_design.md, section 14: T600 was screened as markov_sharp_a's variant with
+    # steps=600 (scripts/proxy_cost.variant_config). The registered task must be that task:
+    # the same model and language, twice the steps, a pool of 2 x steps x batch sequences,
+    # and the same run as the screen's tuned Lion on test seed 3.
+    sharp, long = proxy_tasks.config("markov_sharp_a"), proxy_tasks.config("markov_long_a")
+    assert long.steps == 2 * sharp.steps and long.batch_size == sharp.batch_size
+    assert {k: v for k, v in long.model.items() if k != "train_size"} == sharp.model
+    assert long.model["train_size"] == 2 * long.steps * long.batch_size
+    screened = json.loads((ROOT / "docs/proxy_design_data/screen_t600_momentum/lion.json").read_text())
+    lion = dsl.library.load("lion")
+    lion = with_constant(lion, find_lr_constant(lion), screened["lr"])
+    lion = with_constant(lion, find_wd_constant(lion), screened["weight_decay"])
+    result = proxy_tasks.get("markov_long_a").evaluate(lion, seed=screened["eval_seeds"][0])
+    assert math.isclose(result.test_metric, screened["test"][0], abs_tol=1e-4)
