@@ -95,47 +95,14 @@ def test_a_failed_or_nan_program_is_never_promoted():
     assert not paired_comparison([0.9, 0.9, 0.9], [0.5, float("-inf"), 0.5]).beats
 
 
-def test_a_candidate_with_the_same_results_as_an_earlier_one_takes_no_place():
-    # Programs that differ on the probe can train identically (the rediscovery's v2 seed 4
-    # funnel had two such pairs); the copy must not take a promotion place from a program
-    # that is actually different.
-    reference = [0.5, 0.25, 0.75]
-
-    def row(label, shift, second_shift=None):
-        results = [
-            Result(
-                fitness=r + shift,
-                metric=0.0,
-                train_loss=0.0,
-                steps=1,
-                failure=None,
-                seconds=0.0,
-                test_fitness=r + (shift if second_shift is None else second_shift),
-            )
-            for r in reference
-        ]
-        validation, test = [r.fitness for r in results], [r.test_fitness for r in results]
-        return Row(
-            label,
-            "candidate",
-            None,
-            None,
-            results,
-            mean_and_se(validation),
-            mean_and_se(test),
-            paired_comparison(test, reference),
-            paired_comparison(validation, reference),
-        )
-
-    best, copy, other = row("a", 0.04), row("a2", 0.04), row("b", 0.03)
-    near = row("c", 0.04, second_shift=0.035)  # same validation, other test: not a copy
-    rows = [best, copy, other, near]
-    assert promote_rows(rows, top=3) == 3
-    assert [r.same_as for r in rows] == [None, "a", None, None]
-    assert [r.label for r in rows if r.promoted] == ["a", "b", "c"]
-
-
-def _stage_row(label: str, validation: list[float], test: list[float], reference: Result) -> Row:
+def _stage_row(
+    label: str,
+    validation: list[float],
+    test: list[float],
+    reference_validation: list[float],
+    reference_test: list[float],
+) -> Row:
+    """A candidate row with these per-seed fitnesses, compared with the reference's."""
     results = [
         Result(fitness=v, metric=0.0, train_loss=0.0, steps=1, failure=None, seconds=0.0, test_fitness=t)
         for v, t in zip(validation, test, strict=True)
@@ -148,21 +115,37 @@ def _stage_row(label: str, validation: list[float], test: list[float], reference
         results,
         mean_and_se(validation),
         mean_and_se(test),
-        paired_comparison(test, [r.test_fitness for r in reference]),
-        paired_comparison(validation, [r.fitness for r in reference]),
+        paired_comparison(test, reference_test),
+        paired_comparison(validation, reference_validation),
     )
 
 
+def test_a_candidate_with_the_same_results_as_an_earlier_one_takes_no_place():
+    # Programs that differ on the probe can train identically (the rediscovery's v2 seed 4
+    # funnel had two such pairs); the copy must not take a promotion place from a program
+    # that is actually different.
+    reference = [0.5, 0.25, 0.75]
+
+    def row(label, shift, second_shift=None):
+        test_shift = shift if second_shift is None else second_shift
+        validation, test = [r + shift for r in reference], [r + test_shift for r in reference]
+        return _stage_row(label, validation, test, reference, reference)
+
+    best, copy, other = row("a", 0.04), row("a2", 0.04), row("b", 0.03)
+    near = row("c", 0.04, second_shift=0.035)  # same validation, other test: not a copy
+    rows = [best, copy, other, near]
+    assert promote_rows(rows, top=3) == 3
+    assert [r.same_as for r in rows] == [None, "a", None, None]
+    assert [r.label for r in rows if r.promoted] == ["a", "b", "c"]
+
+
 def test_promotion_selects_on_validation_and_test_only_reports():
-    reference = [
-        Result(fitness=v, metric=0.0, train_loss=0.0, steps=1, failure=None, seconds=0.0, test_fitness=v)
-        for v in (0.5, 0.25, 0.75)
-    ]
-    shifted = [r.fitness for r in reference]
+    reference = [0.5, 0.25, 0.75]
+    shifted = [r + 0.05 for r in reference]
     # "valid" beats the reference by 0.05 on validation (every seed), ties it on test;
     # "lucky" ties on validation and beats it by 0.05 on test.
-    valid = _stage_row("valid", [v + 0.05 for v in shifted], shifted, reference)
-    lucky = _stage_row("lucky", shifted, [v + 0.05 for v in shifted], reference)
+    valid = _stage_row("valid", shifted, reference, reference, reference)
+    lucky = _stage_row("lucky", reference, shifted, reference, reference)
     rows = [valid, lucky]
     assert promote_rows(rows, top=2) == 2
     assert [r.label for r in rows if r.promoted] == ["valid"]
