@@ -25,8 +25,9 @@ def register(subparsers) -> None:
         description=(
             "Funnel selection (arXiv:2302.06675, section 5): the best distinct programs of the runs are "
             "trained on stages of growing tasks beside tuned AdamW and Lion; those that beat tuned AdamW on "
-            "validation by more than 2 standard errors go on, and test says whether they beat it. Writes funnel.md and funnel.json. Running it again "
-            "with the same --out resumes it without training anything twice (see configs/funnel.yaml)."
+            "validation by more than 2 standard errors go on, and test says whether they beat it. Writes "
+            "funnel.md and funnel.json. Running it again with the same --out resumes it without training "
+            "anything twice (see configs/funnel.yaml)."
         ),
     )
     funnel.add_argument("runs", nargs="+", metavar="RUN_DIR", help="search run directories")

@@ -202,8 +202,8 @@ def report_markdown(outcome: FunnelOutcome) -> str:
         + ".",
         "",
         f"Promotion rule: a program goes on when its mean {config.select_on} fitness beats tuned {reference} "
-        "by more than k standard errors of the paired difference (per-seed difference on the same seeds; sample standard "
-        "deviation over seeds / sqrt(seeds)); at most the top M by difference go on. Baselines are tuned "
+        "by more than k standard errors of the paired difference (per-seed difference on the same seeds; "
+        "sample standard deviation over seeds / sqrt(seeds)); at most the top M by difference go on. Baselines are tuned "
         f"(learning rate and weight decay, one log grid, seeds {list(config.tuning.seeds)}) on each stage's "
         "task, on validation; every number below is a fresh run on the stage's seeds. "
         "Validation and test are fitness (higher is better), mean ± standard error over seeds."
