@@ -60,22 +60,19 @@ MARKOV_SIZES = {
 SHARP_LANGUAGE = dict(temperature=0.5, seq_len=8)
 MARKOV_SHARP_SIZES = {size: {**config, **SHARP_LANGUAGE} for size, config in MARKOV_SIZES.items()}
 
-# markov_sharp at twice the steps (A: 600, ~0.5 CPU-s per evaluation; its pool holds 2 x steps
-# x batch sequences). Tuned Lion is first of seven there: ahead of AdamW, both single-beta
-# ablations, sign descent and heavy-ball momentum by > 5 SE, and of Nesterov momentum by 1.8 SE
-# over 15 test seeds; its seed-to-seed noise is a tenth of markov_sharp_a's
-# (docs/proxy_design.md, sections 11, 14 and 16).
-MARKOV_LONG_SIZES = {
-    size: {
-        **config,
-        "steps": 2 * config["steps"],
-        "train_size": max(
-            config.get("train_size", MARKOV_DEFAULTS["train_size"]),
-            4 * config["steps"] * config["batch_size"],
-        ),
-    }
-    for size, config in MARKOV_SHARP_SIZES.items()
-}
+
+def _twice_the_steps(config: dict) -> dict:
+    """``config`` at twice the steps, its pool at least 2 x steps x batch sequences."""
+    steps = 2 * config["steps"]
+    pool = max(config.get("train_size", MARKOV_DEFAULTS["train_size"]), 2 * steps * config["batch_size"])
+    return {**config, "steps": steps, "train_size": pool}
+
+
+# markov_sharp at twice the steps (A: 600, ~0.5 CPU-s per evaluation). Tuned Lion is first of
+# seven there: ahead of AdamW, both single-beta ablations, sign descent and heavy-ball momentum
+# by > 5 SE, and of Nesterov momentum by 1.8 SE over 15 test seeds; its seed-to-seed noise is a
+# tenth of markov_sharp_a's (docs/proxy_design.md, sections 11, 14 and 16).
+MARKOV_LONG_SIZES = {size: _twice_the_steps(config) for size, config in MARKOV_SHARP_SIZES.items()}
 
 
 def _split(config: dict) -> tuple[dict, dict]:

@@ -85,6 +85,10 @@ class Row:
         """Mean and SE of the fitness that selects."""
         return self.validation if select_on == "validation" else self.test
 
+    def values(self, select_on: str) -> list[float]:
+        """The fitness that selects, seed by seed."""
+        return [r.fitness if select_on == "validation" else r.test_fitness for r in self.results]
+
 
 @dataclass
 class StageOutcome:

@@ -235,10 +235,6 @@ def funnel_winner(outcome: FunnelOutcome, rule: str = "best") -> tuple[StageOutc
     if rule not in WINNER_RULES:
         raise ValueError(f"unknown winner rule {rule!r}")
     select_on = outcome.config.select_on
-
-    def values(row: Row) -> list[float]:
-        return [r.fitness if select_on == "validation" else r.test_fitness for r in row.results]
-
     for stage in reversed(outcome.stages):
         rows = [row for row in stage.rows if row.kind == "candidate"]
         if not rows:
@@ -252,7 +248,7 @@ def funnel_winner(outcome: FunnelOutcome, rule: str = "best") -> tuple[StageOutc
             if row is best
             or (
                 math.isfinite(row.estimate(select_on).mean)
-                and not paired_comparison(values(best), values(row), 1.0).beats
+                and not paired_comparison(best.values(select_on), row.values(select_on), 1.0).beats
             )
         ]
         return stage, min(
